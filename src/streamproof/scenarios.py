@@ -1,0 +1,212 @@
+"""The requests the suite sends, as data: one scenario per behaviour worth observing.
+
+A scenario names the API, how to build the request, which scenario-only rules it enforces
+(``expect``: e.g. a ``max_tokens`` cut must finish with ``length``) and which rules it can
+observe at all (``rules``). A rule is reported per (rule, scenario); a scenario the endpoint
+cannot serve is skipped with the reason, never passed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from .rules import catalogue
+
+__all__ = ["SCENARIOS", "Scenario", "scenarios_for"]
+
+Kind = Literal["stream", "json", "error"]
+
+PROMPT_LONG = "Write a short story about a lighthouse keeper, at least three paragraphs long."
+PROMPT_SHORT = "Say hello in one short sentence."
+PROMPT_COUNT = "Count from 1 to 20, separated by single spaces, and nothing else."
+PROMPT_TOOL = "What is the weather in Paris? Use the get_weather tool."
+PROMPT_TOOLS = (
+    "What is the weather in Paris and what time is it in Tokyo? "
+    "Call get_weather and get_time, both at once."
+)
+
+WEATHER_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_weather",
+        "description": "Current weather for a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+TIME_TOOL = {
+    "type": "function",
+    "function": {
+        "name": "get_time",
+        "description": "Current local time in a city.",
+        "parameters": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}},
+            "required": ["city"],
+        },
+    },
+}
+
+# Rules observable in any streamed answer of each API (scenario-only rules are added per
+# scenario below).
+_STREAM_GROUPS = {"encoding", "http", "framing", "chunk", "lifecycle", "transport", "sdk"}
+_SCENARIO_ONLY = {
+    "http.stream-false-json",
+    "openai.finish-length",
+    "openai.n-choices",
+    "openai.usage-chunk",
+    "openai.usage-total",
+    "openai.usage-null-before",
+    "openai.usage-max-tokens",
+    "openai.usage-unrequested",
+    "anthropic.stop-max-tokens",
+}
+
+
+def _stream_rules(api: str, *extra: str, groups: frozenset[str] = frozenset()) -> tuple[str, ...]:
+    wanted = _STREAM_GROUPS | groups
+    ids = [
+        r.id
+        for r in catalogue().values()
+        if api in r.apis and r.group in wanted and r.id not in _SCENARIO_ONLY
+    ]
+    if api == "anthropic":  # usage is in every Anthropic stream; tools rules need tool use
+        ids += [r for r in ("anthropic.usage", "anthropic.usage-input") if r not in ids]
+    return tuple(ids) + tuple(r for r in extra if r not in ids)
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One request and what it can show.
+
+    ``build(model)`` returns the JSON body (or raw bytes for a malformed body); ``auth`` is
+    ``"key"`` (the configured key), ``"none"`` or ``"bad"``; ``expect_status`` lists the
+    acceptable statuses of an error scenario.
+    """
+
+    name: str
+    api: str
+    kind: Kind
+    title: str
+    build: Callable[[str], Any]
+    rules: tuple[str, ...]
+    expect: frozenset[str] = frozenset()
+    auth: Literal["key", "none", "bad"] = "key"
+    expect_status: tuple[int, ...] = ()
+    needs: str = ""  # what the endpoint must support, for the skip reason
+    sdk: bool = True  # replay the captured body through the official SDK
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        return f"{self.api}:{self.name}"
+
+
+def _messages(prompt: str) -> list[dict[str, str]]:
+    return [{"role": "user", "content": prompt}]
+
+
+def _openai() -> list[Scenario]:
+    base = {"stream": True}
+    usage = ("openai.usage-unrequested",)
+    tools = frozenset({"tools"})
+    return [
+        Scenario(
+            "plain", "openai", "stream", "plain text",
+            lambda m: {"model": m, "messages": _messages(PROMPT_LONG), **base},
+            _stream_rules("openai", *usage),
+        ),
+        Scenario(
+            "max-tokens", "openai", "stream", "max_tokens cut (finish_reason length)",
+            lambda m: {
+                "model": m, "messages": _messages(PROMPT_LONG), "max_tokens": 5,
+                "stream_options": {"include_usage": True}, **base,
+            },
+            _stream_rules(
+                "openai", "openai.finish-length", "openai.usage-chunk", "openai.usage-max-tokens"
+            ),
+            expect=frozenset({"openai.finish-length"}),
+        ),
+        Scenario(
+            "stop", "openai", "stream", "stop sequence",
+            lambda m: {"model": m, "messages": _messages(PROMPT_COUNT), "stop": [" 7"], **base},
+            _stream_rules("openai", *usage),
+        ),
+        Scenario(
+            "tool", "openai", "stream", "forced tool call",
+            lambda m: {
+                "model": m, "messages": _messages(PROMPT_TOOL), "tools": [WEATHER_TOOL],
+                "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
+                **base,
+            },
+            _stream_rules("openai", *usage, groups=tools),
+            needs="tools",
+        ),
+        Scenario(
+            "parallel-tools", "openai", "stream", "parallel tool calls",
+            lambda m: {
+                "model": m, "messages": _messages(PROMPT_TOOLS),
+                "tools": [WEATHER_TOOL, TIME_TOOL], "tool_choice": "required",
+                "parallel_tool_calls": True, **base,
+            },
+            _stream_rules("openai", *usage, groups=tools),
+            needs="parallel tool calls",
+        ),
+        Scenario(
+            "usage", "openai", "stream", "stream_options.include_usage",
+            lambda m: {
+                "model": m, "messages": _messages(PROMPT_SHORT),
+                "stream_options": {"include_usage": True}, **base,
+            },
+            _stream_rules(
+                "openai", "openai.usage-chunk", "openai.usage-total", "openai.usage-null-before"
+            ),
+        ),
+        Scenario(
+            "n2", "openai", "stream", "n=2 choices",
+            lambda m: {"model": m, "messages": _messages(PROMPT_SHORT), "n": 2, **base},
+            _stream_rules("openai", "openai.n-choices", *usage),
+            needs="n > 1",
+        ),
+        Scenario(
+            "non-stream", "openai", "json", "stream: false answer",
+            lambda m: {"model": m, "messages": _messages(PROMPT_SHORT)},
+            ("http.stream-false-json", "transport.connect", "transport.first-byte",
+             "transport.idle", "transport.total", "transport.broken"),
+            sdk=False,
+        ),
+        *_error_scenarios("openai", {"model": None, "messages": _messages(PROMPT_SHORT), **base}),
+    ]
+
+
+def _error_scenarios(api: str, body: dict[str, Any]) -> list[Scenario]:
+    rules = (f"{api}.error-status", f"{api}.error-body")
+
+    def valid(m: str) -> dict[str, Any]:
+        return {**body, "model": m}
+
+    return [
+        Scenario("error-no-key", api, "error", "no API key", valid, rules, auth="none",
+                 expect_status=(401,), sdk=False),
+        Scenario("error-bad-key", api, "error", "invalid API key", valid, rules, auth="bad",
+                 expect_status=(401,), sdk=False),
+        Scenario("error-malformed", api, "error", "malformed JSON body",
+                 lambda m: b'{"model": "' + m.encode() + b'", "messages": [', rules,
+                 expect_status=(400, 422), sdk=False),
+        Scenario("error-unknown-model", api, "error", "unknown model",
+                 lambda m: {**body, "model": "streamproof-no-such-model"}, rules,
+                 expect_status=(404, 400), sdk=False),
+    ]
+
+
+SCENARIOS: tuple[Scenario, ...] = tuple(_openai())
+
+
+def scenarios_for(api: str) -> list[Scenario]:
+    """The scenarios of one API (``all`` gives every API's)."""
+    return [s for s in SCENARIOS if api in ("all", s.api)]

@@ -1,0 +1,1 @@
+"""Protocol validators: one state machine per API over decoded SSE events."""

@@ -1,0 +1,116 @@
+"""What every protocol validator shares: the feed/finish contract and the HTTP-level checks.
+
+A validator is a state machine over the decoded events of one response. It is fed batches of
+events as they arrive (``feed``), told when the body ended (``finish``), and then holds its
+findings, the set of rules it actually evaluated (``checked``: a rule whose precondition never
+occurred is neither passed nor failed), and the message a client would have rebuilt
+(``message()``). It never raises on bad input: a broken server is the normal case.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+from ..findings import Finding, excerpt
+from ..sse import Event
+
+__all__ = ["StreamValidator", "check_http"]
+
+# A buffering proxy delivers everything in one burst: the content events then arrive within
+# a sliver of the time the client waited for the first one.
+_BURST_MIN_EVENTS = 5
+_BURST_SPREAD_FRACTION = 0.05
+_BURST_MIN_WAIT_NS = 20_000_000
+
+
+class StreamValidator:
+    """Base class: subclasses implement ``_event`` and ``_end`` and fill ``self.content_t``."""
+
+    api: ClassVar[str] = ""
+
+    def __init__(
+        self, request: Mapping[str, Any] | None = None, *, expect: frozenset[str] = frozenset()
+    ) -> None:
+        self.request: Mapping[str, Any] = request or {}
+        self.expect = expect  # scenario rules to enforce, e.g. "openai.finish-length"
+        self.findings: list[Finding] = []
+        self.checked: set[str] = set()
+        self.content_t: list[int] = []  # arrival stamps of content events (load metrics)
+        self.events = 0
+        self.finished = False
+
+    def feed(self, events: list[Event]) -> None:
+        for event in events:
+            self.events += 1
+            try:
+                self._event(event)
+            except Exception as exc:  # a validator bug must not end the run  # noqa: BLE001
+                self.findings.append(
+                    Finding(
+                        f"{self.api}.data-json",
+                        f"the validator could not interpret this event ({exc!r})",
+                        event.index,
+                        excerpt(event.data),
+                    )
+                )
+
+    def finish(self, *, truncated: bool = False) -> None:
+        """The body ended. ``truncated``: it ended by a transport failure, not by itself."""
+        if not self.finished:
+            self.finished = True
+            self._end(truncated)
+
+    def add(self, rule: str, message: str, event: Event | int | None = None, data: str = "") -> None:
+        index = event.index if isinstance(event, Event) else event
+        if not data and isinstance(event, Event):
+            data = event.data
+        self.findings.append(Finding(rule, message, index, excerpt(data)))
+
+    def message(self) -> dict[str, Any]:
+        """The message a client rebuilds from the stream (shape is API-specific)."""
+        raise NotImplementedError
+
+    def _event(self, event: Event) -> None:
+        raise NotImplementedError
+
+    def _end(self, truncated: bool) -> None:
+        raise NotImplementedError
+
+
+def check_http(
+    status: int | None,
+    content_type: str,
+    t_send: int,
+    content_t: list[int],
+) -> tuple[list[Finding], set[str]]:
+    """``http.status``, ``http.content-type`` and ``http.incremental`` for a streaming answer."""
+    findings: list[Finding] = []
+    checked = {"http.status"}
+    if status is None:
+        return findings, checked
+    if status != 200:
+        findings.append(Finding("http.status", f"a valid streaming request was answered {status}"))
+        return findings, checked
+    checked.add("http.content-type")
+    if content_type != "text/event-stream":
+        findings.append(
+            Finding(
+                "http.content-type",
+                f"Content-Type is {content_type or 'missing'!r}, not text/event-stream",
+            )
+        )
+    if len(content_t) >= _BURST_MIN_EVENTS:
+        checked.add("http.incremental")
+        wait = content_t[0] - t_send
+        spread = content_t[-1] - content_t[0]
+        if wait >= _BURST_MIN_WAIT_NS and spread < wait * _BURST_SPREAD_FRACTION:
+            findings.append(
+                Finding(
+                    "http.incremental",
+                    f"{len(content_t)} content events arrived within {spread / 1e6:.2f} ms "
+                    f"after {wait / 1e6:.1f} ms of silence: the stream looks buffered "
+                    "(a proxy holding events back)",
+                )
+            )
+    return findings, checked
