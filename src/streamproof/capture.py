@@ -93,7 +93,7 @@ class Capture:
             "method": self.method,
             "url": redact(self.url),
             "request_headers": mask_headers(self.request_headers, drop=True),
-            "request_body": json.loads(redact(json.dumps(self.request_body))),
+            "request_body": _redacted_body(self.request_body),
             "status": self.status,
             "response_headers": mask_headers(self.response_headers),
             "body_size": self.body_size,
@@ -105,6 +105,12 @@ class Capture:
         }
         meta_path.write_text(json.dumps(meta, indent=1), encoding="utf-8")
         return body_path, meta_path
+
+
+def _redacted_body(body: Any) -> Any:
+    if isinstance(body, bytes):
+        return redact(body.decode("utf-8", "replace"))
+    return json.loads(redact(json.dumps(body)))
 
 
 def _transport_finding(exc: Exception, cap: Capture, timeouts: Timeouts, now: int) -> Finding:
@@ -120,9 +126,7 @@ def _transport_finding(exc: Exception, cap: Capture, timeouts: Timeouts, now: in
                 "transport.first-byte",
                 f"no response headers within {timeouts.first_byte:g} s",
             )
-        return Finding(
-            "transport.idle", f"no byte for {timeouts.idle:g} s {after}", n or None
-        )
+        return Finding("transport.idle", f"no byte for {timeouts.idle:g} s {after}", n or None)
     if isinstance(exc, httpx.TimeoutException):
         return Finding("transport.total", f"{type(exc).__name__} {after}")
     return Finding(
@@ -178,16 +182,20 @@ def exchange(
     """Send one request and read the whole response within the time bounds.
 
     With ``decode_sse`` a 2xx body is decoded as an event stream whatever its content type
-    (a wrong content type is a finding, not a reason to stop looking). ``on_events`` gets
+    (a wrong content type is a finding, not a reason to stop looking). ``body`` is sent as
+    JSON, or as it is when it is bytes (a malformed body on purpose). ``on_events`` gets
     each batch of events as it is decoded, for validation under load.
     """
     cap = Capture(method, url, mask_headers(headers), body)
     decoder = SSEDecoder(max_event_bytes)
     timeout = httpx.Timeout(
-        connect=timeouts.connect, read=timeouts.first_byte, write=timeouts.connect,
+        connect=timeouts.connect,
+        read=timeouts.first_byte,
+        write=timeouts.connect,
         pool=timeouts.connect,
     )
-    request = client.build_request(method, url, headers=headers, json=body, timeout=timeout)
+    payload = {"content": body} if isinstance(body, bytes) else {"json": body}
+    request = client.build_request(method, url, headers=headers, timeout=timeout, **payload)
     cap.t_send = time.perf_counter_ns()
     deadline = cap.t_send + int(timeouts.total * 1e9)
     response: httpx.Response | None = None

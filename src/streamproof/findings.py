@@ -25,17 +25,20 @@ class Finding:
     """A rule id with what was seen and where.
 
     ``event`` is the 0-based index of the offending SSE event in the stream (None when the
-    finding is about the exchange as a whole, e.g. the HTTP status).
+    finding is about the exchange as a whole, e.g. the HTTP status). ``level_as`` lowers the
+    rule's level for this one finding where the spec excuses a known real-world edge (e.g.
+    an Anthropic block left open by a ``max_tokens`` cut is a warning, not a failure).
     """
 
     rule: str
     message: str
     event: int | None = None
     excerpt: str = ""
+    level_as: Level | None = None
 
     @property
     def level(self) -> Level:
-        return rule(self.rule).level
+        return self.level_as or rule(self.rule).level
 
     def as_dict(self) -> dict[str, object]:
         return {

@@ -53,8 +53,11 @@ TIME_TOOL = {
 }
 
 # Rules observable in any streamed answer of each API (scenario-only rules are added per
-# scenario below).
-_STREAM_GROUPS = {"encoding", "http", "framing", "chunk", "lifecycle", "transport", "sdk"}
+# scenario below). Tool-call rules are listed everywhere because a server may stream tool
+# calls unasked; they are reported as skipped where no tool call was seen.
+_STREAM_GROUPS = {"encoding", "http", "framing", "chunk", "lifecycle", "tools", "transport", "sdk"}
+_STREAM_EXTRA = ("openai.midstream-error", "anthropic.error-event")
+_TRANSPORT_RULES = tuple(r.id for r in catalogue().values() if r.group == "transport")
 _SCENARIO_ONLY = {
     "http.stream-false-json",
     "openai.finish-length",
@@ -68,14 +71,15 @@ _SCENARIO_ONLY = {
 }
 
 
-def _stream_rules(api: str, *extra: str, groups: frozenset[str] = frozenset()) -> tuple[str, ...]:
-    wanted = _STREAM_GROUPS | groups
+def _stream_rules(api: str, *extra: str) -> tuple[str, ...]:
     ids = [
         r.id
         for r in catalogue().values()
-        if api in r.apis and r.group in wanted and r.id not in _SCENARIO_ONLY
+        if api in r.apis
+        and (r.group in _STREAM_GROUPS or r.id in _STREAM_EXTRA)
+        and r.id not in _SCENARIO_ONLY
     ]
-    if api == "anthropic":  # usage is in every Anthropic stream; tools rules need tool use
+    if api == "anthropic":  # every Anthropic stream carries usage
         ids += [r for r in ("anthropic.usage", "anthropic.usage-input") if r not in ids]
     return tuple(ids) + tuple(r for r in extra if r not in ids)
 
@@ -114,18 +118,26 @@ def _messages(prompt: str) -> list[dict[str, str]]:
 def _openai() -> list[Scenario]:
     base = {"stream": True}
     usage = ("openai.usage-unrequested",)
-    tools = frozenset({"tools"})
     return [
         Scenario(
-            "plain", "openai", "stream", "plain text",
+            "plain",
+            "openai",
+            "stream",
+            "plain text",
             lambda m: {"model": m, "messages": _messages(PROMPT_LONG), **base},
             _stream_rules("openai", *usage),
         ),
         Scenario(
-            "max-tokens", "openai", "stream", "max_tokens cut (finish_reason length)",
+            "max-tokens",
+            "openai",
+            "stream",
+            "max_tokens cut (finish_reason length)",
             lambda m: {
-                "model": m, "messages": _messages(PROMPT_LONG), "max_tokens": 5,
-                "stream_options": {"include_usage": True}, **base,
+                "model": m,
+                "messages": _messages(PROMPT_LONG),
+                "max_tokens": 5,
+                "stream_options": {"include_usage": True},
+                **base,
             },
             _stream_rules(
                 "openai", "openai.finish-length", "openai.usage-chunk", "openai.usage-max-tokens"
@@ -133,51 +145,75 @@ def _openai() -> list[Scenario]:
             expect=frozenset({"openai.finish-length"}),
         ),
         Scenario(
-            "stop", "openai", "stream", "stop sequence",
+            "stop",
+            "openai",
+            "stream",
+            "stop sequence",
             lambda m: {"model": m, "messages": _messages(PROMPT_COUNT), "stop": [" 7"], **base},
             _stream_rules("openai", *usage),
         ),
         Scenario(
-            "tool", "openai", "stream", "forced tool call",
+            "tool",
+            "openai",
+            "stream",
+            "forced tool call",
             lambda m: {
-                "model": m, "messages": _messages(PROMPT_TOOL), "tools": [WEATHER_TOOL],
+                "model": m,
+                "messages": _messages(PROMPT_TOOL),
+                "tools": [WEATHER_TOOL],
                 "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
                 **base,
             },
-            _stream_rules("openai", *usage, groups=tools),
+            _stream_rules("openai", *usage),
             needs="tools",
         ),
         Scenario(
-            "parallel-tools", "openai", "stream", "parallel tool calls",
+            "parallel-tools",
+            "openai",
+            "stream",
+            "parallel tool calls",
             lambda m: {
-                "model": m, "messages": _messages(PROMPT_TOOLS),
-                "tools": [WEATHER_TOOL, TIME_TOOL], "tool_choice": "required",
-                "parallel_tool_calls": True, **base,
+                "model": m,
+                "messages": _messages(PROMPT_TOOLS),
+                "tools": [WEATHER_TOOL, TIME_TOOL],
+                "tool_choice": "required",
+                "parallel_tool_calls": True,
+                **base,
             },
-            _stream_rules("openai", *usage, groups=tools),
+            _stream_rules("openai", *usage),
             needs="parallel tool calls",
         ),
         Scenario(
-            "usage", "openai", "stream", "stream_options.include_usage",
+            "usage",
+            "openai",
+            "stream",
+            "stream_options.include_usage",
             lambda m: {
-                "model": m, "messages": _messages(PROMPT_SHORT),
-                "stream_options": {"include_usage": True}, **base,
+                "model": m,
+                "messages": _messages(PROMPT_SHORT),
+                "stream_options": {"include_usage": True},
+                **base,
             },
             _stream_rules(
                 "openai", "openai.usage-chunk", "openai.usage-total", "openai.usage-null-before"
             ),
         ),
         Scenario(
-            "n2", "openai", "stream", "n=2 choices",
+            "n2",
+            "openai",
+            "stream",
+            "n=2 choices",
             lambda m: {"model": m, "messages": _messages(PROMPT_SHORT), "n": 2, **base},
             _stream_rules("openai", "openai.n-choices", *usage),
             needs="n > 1",
         ),
         Scenario(
-            "non-stream", "openai", "json", "stream: false answer",
+            "non-stream",
+            "openai",
+            "json",
+            "stream: false answer",
             lambda m: {"model": m, "messages": _messages(PROMPT_SHORT)},
-            ("http.stream-false-json", "transport.connect", "transport.first-byte",
-             "transport.idle", "transport.total", "transport.broken"),
+            ("http.stream-false-json", *_TRANSPORT_RULES),
             sdk=False,
         ),
         *_error_scenarios("openai", {"model": None, "messages": _messages(PROMPT_SHORT), **base}),
@@ -191,20 +227,149 @@ def _error_scenarios(api: str, body: dict[str, Any]) -> list[Scenario]:
         return {**body, "model": m}
 
     return [
-        Scenario("error-no-key", api, "error", "no API key", valid, rules, auth="none",
-                 expect_status=(401,), sdk=False),
-        Scenario("error-bad-key", api, "error", "invalid API key", valid, rules, auth="bad",
-                 expect_status=(401,), sdk=False),
-        Scenario("error-malformed", api, "error", "malformed JSON body",
-                 lambda m: b'{"model": "' + m.encode() + b'", "messages": [', rules,
-                 expect_status=(400, 422), sdk=False),
-        Scenario("error-unknown-model", api, "error", "unknown model",
-                 lambda m: {**body, "model": "streamproof-no-such-model"}, rules,
-                 expect_status=(404, 400), sdk=False),
+        Scenario(
+            "error-no-key",
+            api,
+            "error",
+            "no API key",
+            valid,
+            rules,
+            auth="none",
+            expect_status=(401,),
+            sdk=False,
+        ),
+        Scenario(
+            "error-bad-key",
+            api,
+            "error",
+            "invalid API key",
+            valid,
+            rules,
+            auth="bad",
+            expect_status=(401,),
+            sdk=False,
+        ),
+        Scenario(
+            "error-malformed",
+            api,
+            "error",
+            "malformed JSON body",
+            lambda m: b'{"model": "' + m.encode() + b'", "messages": [',
+            rules,
+            expect_status=(400, 422),
+            sdk=False,
+        ),
+        Scenario(
+            "error-unknown-model",
+            api,
+            "error",
+            "unknown model",
+            lambda m: {**body, "model": "streamproof-no-such-model"},
+            rules,
+            expect_status=(404, 400),
+            sdk=False,
+        ),
     ]
 
 
-SCENARIOS: tuple[Scenario, ...] = tuple(_openai())
+ANTHROPIC_WEATHER_TOOL = {
+    "name": "get_weather",
+    "description": "Current weather for a city.",
+    "input_schema": WEATHER_TOOL["function"]["parameters"],
+}
+
+
+def _anthropic() -> list[Scenario]:
+    def body(m: str, prompt: str, max_tokens: int = 256, **extra: Any) -> dict[str, Any]:
+        return {
+            "model": m,
+            "max_tokens": max_tokens,
+            "messages": _messages(prompt),
+            "stream": True,
+            **extra,
+        }
+
+    return [
+        Scenario(
+            "plain",
+            "anthropic",
+            "stream",
+            "plain text",
+            lambda m: body(m, PROMPT_LONG),
+            _stream_rules("anthropic"),
+        ),
+        Scenario(
+            "max-tokens",
+            "anthropic",
+            "stream",
+            "max_tokens cut (stop_reason max_tokens)",
+            lambda m: body(m, PROMPT_LONG, max_tokens=5),
+            _stream_rules("anthropic", "anthropic.stop-max-tokens"),
+            expect=frozenset({"anthropic.stop-max-tokens"}),
+        ),
+        Scenario(
+            "stop-sequence",
+            "anthropic",
+            "stream",
+            "stop sequence (stop_reason stop_sequence)",
+            lambda m: body(m, PROMPT_COUNT, stop_sequences=[" 7"]),
+            _stream_rules("anthropic"),
+        ),
+        Scenario(
+            "tool",
+            "anthropic",
+            "stream",
+            "forced tool use",
+            lambda m: body(
+                m,
+                PROMPT_TOOL,
+                tools=[ANTHROPIC_WEATHER_TOOL],
+                tool_choice={"type": "tool", "name": "get_weather"},
+            ),
+            _stream_rules("anthropic"),
+            needs="tools",
+        ),
+        Scenario(
+            "thinking",
+            "anthropic",
+            "stream",
+            "extended thinking",
+            lambda m: body(
+                m,
+                PROMPT_SHORT,
+                max_tokens=2048,
+                thinking={"type": "enabled", "budget_tokens": 1024},
+            ),
+            _stream_rules("anthropic"),
+            needs="extended thinking",
+        ),
+        Scenario(
+            "non-stream",
+            "anthropic",
+            "json",
+            "stream: false answer",
+            lambda m: {k: v for k, v in body(m, PROMPT_SHORT).items() if k != "stream"},
+            ("http.stream-false-json", *_TRANSPORT_RULES),
+            sdk=False,
+        ),
+        *_error_scenarios(
+            "anthropic",
+            {"model": None, "max_tokens": 64, "messages": _messages(PROMPT_SHORT), "stream": True},
+        ),
+        Scenario(
+            "error-no-max-tokens",
+            "anthropic",
+            "error",
+            "missing max_tokens",
+            lambda m: {"model": m, "messages": _messages(PROMPT_SHORT), "stream": True},
+            ("anthropic.error-status", "anthropic.error-body"),
+            expect_status=(400,),
+            sdk=False,
+        ),
+    ]
+
+
+SCENARIOS: tuple[Scenario, ...] = (*_openai(), *_anthropic())
 
 
 def scenarios_for(api: str) -> list[Scenario]:

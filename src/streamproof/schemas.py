@@ -47,7 +47,8 @@ class Schema:
         found = json.dumps(error.instance, default=str)
         if len(found) > 80:
             found = found[:79] + "\u2026"
-        return f"{where}: {error.message if len(error.message) < 160 else error.validator} (found {found})"
+        what = error.message if len(error.message) < 160 else f"fails {error.validator!r}"
+        return f"{where}: {what} (found {found})"
 
 
 @cache

@@ -273,10 +273,7 @@ class SSEDecoder:
             self._reset()
             return
         raw = parts[0] if len(parts) == 1 else b"\n".join(parts)
-        if raw.isascii():
-            data = raw.decode("ascii")
-        else:
-            data = self._decode_event(raw)
+        data = raw.decode("ascii") if raw.isascii() else self._decode_event(raw)
         name = self._name
         out.append(
             Event(

@@ -45,7 +45,7 @@ class StreamValidator:
             self.events += 1
             try:
                 self._event(event)
-            except Exception as exc:  # a validator bug must not end the run  # noqa: BLE001
+            except Exception as exc:  # a validator bug must not end the run
                 self.findings.append(
                     Finding(
                         f"{self.api}.data-json",
@@ -61,7 +61,9 @@ class StreamValidator:
             self.finished = True
             self._end(truncated)
 
-    def add(self, rule: str, message: str, event: Event | int | None = None, data: str = "") -> None:
+    def add(
+        self, rule: str, message: str, event: Event | int | None = None, data: str = ""
+    ) -> None:
         index = event.index if isinstance(event, Event) else event
         if not data and isinstance(event, Event):
             data = event.data

@@ -1,0 +1,259 @@
+"""Capture + validators → per-rule outcomes. No pytest, no Locust: the suite, the CLI and the
+offline checks all call this module.
+
+``Runner.run(scenario)`` sends one scenario's request, validates what came back and keeps the
+:class:`ScenarioResult`; ``outcome(result, rule_id)`` turns it into pass/fail/warn/skip for one
+rule. ``check_capture`` validates a capture (live or loaded from a transcript) the same way.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from types import ModuleType
+from typing import Any, Literal
+
+import httpx
+import orjson
+
+from .capture import Capture, Timeouts, body_excerpt, exchange
+from .findings import Finding
+from .redact import register_secret
+from .scenarios import Scenario
+from .sse import DEFAULT_MAX_EVENT_BYTES
+from .validators.base import StreamValidator, check_http
+
+__all__ = [
+    "Outcome",
+    "RuleOutcome",
+    "Runner",
+    "ScenarioResult",
+    "Target",
+    "check_capture",
+    "infer_request",
+    "outcome",
+]
+
+Outcome = Literal["pass", "fail", "warn", "skip"]
+
+_MODULES = {"openai": "openai_chat", "anthropic": "anthropic_messages"}
+_VALIDATORS = {"openai": "OpenAIChatValidator", "anthropic": "AnthropicMessagesValidator"}
+_PATHS = {"openai": "/chat/completions", "anthropic": "/messages"}
+_BAD_KEY = "sk-streamproof-invalid-key-0000000000"
+# Statuses with which an endpoint says "I don't do that": the scenario is then skipped.
+_UNSUPPORTED = (400, 404, 405, 422, 501)
+_TRANSPORT = (
+    "transport.connect",
+    "transport.first-byte",
+    "transport.idle",
+    "transport.total",
+    "transport.broken",
+)
+
+
+@cache
+def api_module(api: str) -> ModuleType:
+    """The validator module of an API (imported on first use)."""
+    return importlib.import_module(f"streamproof.validators.{_MODULES[api]}")
+
+
+def validator_for(
+    api: str, request: Mapping[str, Any] | None = None, expect: frozenset[str] = frozenset()
+) -> StreamValidator:
+    cls = getattr(api_module(api), _VALIDATORS[api])
+    return cls(request, expect=expect)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where and how to send: the API root (``.../v1``), credentials, model, bounds."""
+
+    base_url: str
+    model: str
+    api_key: str | None = None
+    timeouts: Timeouts = field(default_factory=Timeouts)
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    anthropic_version: str = "2023-06-01"
+    anthropic_auth: Literal["x-api-key", "bearer"] = "x-api-key"
+
+    def __post_init__(self) -> None:
+        register_secret(self.api_key)
+
+    def headers(self, api: str, auth: str) -> dict[str, str]:
+        headers = {"content-type": "application/json", "accept": "text/event-stream"}
+        key = {"key": self.api_key, "bad": _BAD_KEY, "none": None}[auth]
+        if api == "anthropic":
+            headers["anthropic-version"] = self.anthropic_version
+            if key and self.anthropic_auth == "bearer":
+                headers["authorization"] = f"Bearer {key}"
+            elif key:
+                headers["x-api-key"] = key
+        elif key:
+            headers["authorization"] = f"Bearer {key}"
+        return headers
+
+    def url(self, api: str) -> str:
+        return self.base_url.rstrip("/") + _PATHS[api]
+
+
+@dataclass
+class ScenarioResult:
+    scenario: Scenario
+    capture: Capture | None = None
+    findings: list[Finding] = field(default_factory=list)
+    checked: set[str] = field(default_factory=set)
+    skipped: str | None = None  # why the whole scenario could not be checked
+    message: dict[str, Any] | None = None
+
+    def for_rule(self, rule_id: str) -> list[Finding]:
+        return [f for f in self.findings if f.rule == rule_id]
+
+
+@dataclass(frozen=True)
+class RuleOutcome:
+    outcome: Outcome
+    message: str = ""
+    finding: Finding | None = None
+    excerpt: str = ""
+
+
+def outcome(result: ScenarioResult, rule_id: str) -> RuleOutcome:
+    """pass / fail / warn / skip for one rule in one scenario, with the first finding."""
+    if result.skipped:
+        return RuleOutcome("skip", result.skipped)
+    found = result.for_rule(rule_id)
+    if found:
+        order = {"MUST": 0, "SHOULD": 1, "INFO": 2}
+        first = min(found, key=lambda f: order[f.level])  # the strongest finding speaks
+        level = first.level
+        more = f" (+{len(found) - 1} more)" if len(found) > 1 else ""
+        text = f"[{level}] {rule_id} in {result.scenario.id}: {first.message}{more}"
+        if first.event is not None:
+            text = (
+                f"[{level}] {rule_id} in {result.scenario.id} at event {first.event}: "
+                f"{first.message}{more}"
+            )
+        snippet = first.excerpt
+        if result.capture is not None and first.event is not None:
+            snippet = body_excerpt(result.capture, first.event)
+        kind: Outcome = {"MUST": "fail", "SHOULD": "warn", "INFO": "pass"}[level]
+        return RuleOutcome(kind, text, first, snippet)
+    if rule_id in result.checked:
+        return RuleOutcome("pass")
+    return RuleOutcome("skip", f"{result.scenario.id} gave no occasion to check {rule_id}")
+
+
+def check_capture(
+    api: str,
+    cap: Capture,
+    request: Mapping[str, Any] | None = None,
+    expect: frozenset[str] = frozenset(),
+) -> tuple[list[Finding], set[str], StreamValidator]:
+    """Validate a streamed answer: HTTP checks, wire findings, protocol state machine."""
+    validator = validator_for(api, request, expect)
+    validator.feed(cap.events)
+    validator.finish(truncated=cap.error is not None)
+    http_findings, checked = check_http(
+        cap.status, cap.content_type, cap.t_send, validator.content_t
+    )
+    checked |= validator.checked | {"sse.utf8", "sse.terminated", "sse.bom", "sse.line-endings"}
+    checked |= {"sse.meta-only", "sse.comments", "sse.max-event", *_TRANSPORT}
+    return http_findings + cap.findings + validator.findings, checked, validator
+
+
+class Runner:
+    """Runs scenarios against one target over one HTTP client; results are kept by id."""
+
+    def __init__(self, target: Target) -> None:
+        self.target = target
+        self.results: dict[str, ScenarioResult] = {}
+        self._client = httpx.Client(trust_env=False)
+
+    def close(self) -> None:
+        self._client.close()
+
+    def result(self, scenario: Scenario) -> ScenarioResult:
+        """The scenario's result, running it on first use."""
+        if scenario.id not in self.results:
+            self.results[scenario.id] = self.run(scenario)
+        return self.results[scenario.id]
+
+    def run(self, scenario: Scenario) -> ScenarioResult:
+        target = self.target
+        body = scenario.build(target.model)
+        headers = target.headers(scenario.api, scenario.auth)
+        cap = exchange(
+            self._client,
+            "POST",
+            target.url(scenario.api),
+            headers=headers,
+            body=body,
+            timeouts=target.timeouts,
+            decode_sse=scenario.kind == "stream",
+            max_event_bytes=target.max_event_bytes,
+        )
+        result = ScenarioResult(scenario, cap)
+        transport = [f for f in cap.findings if f.rule.startswith("transport.")]
+        if transport and cap.status is None:
+            result.findings = transport
+            result.checked = set(_TRANSPORT)
+            return result
+        module = api_module(scenario.api)
+        if scenario.kind == "error":
+            found, checked = module.check_error_response(
+                cap.status, cap.content_type, cap.body, scenario.expect_status
+            )
+        elif scenario.kind == "json":
+            found, checked = module.check_json_response(cap.status, cap.content_type, cap.body)
+        else:
+            if scenario.needs and cap.status in _UNSUPPORTED:
+                result.skipped = (
+                    f"the endpoint refused the request with {cap.status}: it does not "
+                    f"support {scenario.needs} ({_error_text(cap)})"
+                )
+                return result
+            found, checked, validator = check_capture(scenario.api, cap, body, scenario.expect)
+            result.message = validator.message()
+            if scenario.sdk and cap.status == 200 and cap.error is None:
+                from .sdk_replay import compare_with_sdk
+
+                found += compare_with_sdk(scenario.api, cap, body, result.message)
+                checked.add(f"sdk.{scenario.api}-accumulate")
+        result.findings = found + [f for f in transport if f not in found]
+        result.checked = checked | set(_TRANSPORT)
+        return result
+
+
+def _error_text(cap: Capture) -> str:
+    body = cap.json()
+    if isinstance(body, dict) and isinstance(body.get("error"), dict):
+        return str(body["error"].get("message", ""))[:120]
+    return cap.body[:120].decode("utf-8", "replace")
+
+
+def infer_request(api: str, events: list[Any]) -> dict[str, Any]:
+    """For a body recorded without its request: the request options the stream itself shows
+    (a usage chunk means include_usage was asked; the highest choice index gives n)."""
+    if api != "openai":
+        return {}
+    request: dict[str, Any] = {}
+    top = 0
+    for event in events:
+        try:
+            chunk = orjson.loads(event.data)
+        except orjson.JSONDecodeError:
+            continue
+        if not isinstance(chunk, dict):
+            continue
+        choices = chunk.get("choices")
+        if choices == [] and isinstance(chunk.get("usage"), dict):
+            request["stream_options"] = {"include_usage": True}
+        elif isinstance(choices, list):
+            for choice in choices:
+                if isinstance(choice, dict) and isinstance(choice.get("index"), int):
+                    top = max(top, choice["index"])
+    if top:
+        request["n"] = top + 1
+    return request

@@ -1,0 +1,1 @@
+"""Report writers shared by the pytest plugin and the CLI."""

@@ -1,0 +1,219 @@
+"""The ``sdk.*`` rules: replay a captured body through the official SDK and compare.
+
+The same bytes the suite validated are served to the real ``openai`` / ``anthropic`` client
+through a mock transport, so the comparison is exact even against a non-deterministic model:
+where the SDK rebuilds a different message than the suite's accumulator (or raises), real
+clients see something other than what the server meant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import httpx2
+
+from .capture import Capture
+from .findings import Finding, excerpt
+
+__all__ = ["compare_with_sdk", "sdk_message"]
+
+_HOP_HEADERS = {"content-length", "transfer-encoding", "content-encoding", "connection"}
+_REPLAY_KEY = "sk-streamproof-replay"
+
+
+def _transport(cap: Capture) -> httpx2.MockTransport:
+    headers = [(k, v) for k, v in cap.response_headers if k.lower() not in _HOP_HEADERS]
+
+    def handler(request: httpx2.Request) -> httpx2.Response:
+        return httpx2.Response(cap.status or 200, headers=headers, content=cap.body)
+
+    return httpx2.MockTransport(handler)
+
+
+def _openai_message(cap: Capture, request: Mapping[str, Any]) -> dict[str, Any]:
+    import openai
+
+    kwargs = {k: v for k, v in request.items() if k != "stream"}
+    with httpx2.Client(transport=_transport(cap)) as http:
+        client = openai.OpenAI(
+            api_key=_REPLAY_KEY,
+            base_url="http://replay.invalid/v1",
+            http_client=http,
+            max_retries=0,
+        )
+        with client.chat.completions.stream(**kwargs) as stream:
+            for _ in stream:
+                pass
+            final = stream.get_final_completion()
+    choices = []
+    for choice in sorted(final.choices, key=lambda c: c.index):
+        msg = choice.message
+        calls = [
+            {
+                "index": k,
+                "id": call.id,
+                "type": call.type,
+                "name": call.function.name,
+                "arguments": call.function.arguments,
+            }
+            for k, call in enumerate(msg.tool_calls or [])
+        ]
+        choices.append(
+            {
+                "index": choice.index,
+                "role": msg.role,
+                "content": msg.content,
+                "refusal": msg.refusal,
+                "tool_calls": calls,
+                "finish_reason": choice.finish_reason,
+            }
+        )
+    usage = None
+    if final.usage is not None:
+        usage = {
+            "prompt_tokens": final.usage.prompt_tokens,
+            "completion_tokens": final.usage.completion_tokens,
+            "total_tokens": final.usage.total_tokens,
+        }
+    return {"choices": choices, "usage": usage}
+
+
+def _openai_comparable(message: Mapping[str, Any]) -> dict[str, Any]:
+    """Only what both sides define: tool-call positions are renumbered in order."""
+    choices = []
+    for choice in message.get("choices", []):
+        calls = [{**call, "index": k} for k, call in enumerate(choice.get("tool_calls") or [])]
+        choices.append({**choice, "tool_calls": calls})
+    return {"choices": choices, "usage": message.get("usage")}
+
+
+def _anthropic_message(cap: Capture, request: Mapping[str, Any]) -> dict[str, Any]:
+    import anthropic
+
+    kwargs = {k: v for k, v in request.items() if k != "stream"}
+    with httpx2.Client(transport=_transport(cap)) as http:
+        client = anthropic.Anthropic(
+            api_key=_REPLAY_KEY,
+            base_url="http://replay.invalid",
+            http_client=http,
+            max_retries=0,
+        )
+        with client.messages.stream(**kwargs) as stream:
+            for _ in stream:
+                pass
+            final = stream.get_final_message()
+    blocks: list[dict[str, Any]] = []
+    for block in final.content:
+        raw = block.model_dump(exclude_none=False)
+        kind = raw.get("type")
+        if kind == "text":
+            blocks.append({"type": "text", "text": raw.get("text")})
+        elif kind == "thinking":
+            blocks.append(
+                {
+                    "type": "thinking",
+                    "thinking": raw.get("thinking"),
+                    "signature": raw.get("signature"),
+                }
+            )
+        elif kind == "redacted_thinking":
+            blocks.append({"type": "redacted_thinking", "data": raw.get("data")})
+        elif kind in ("tool_use", "server_tool_use"):
+            blocks.append(
+                {
+                    "type": kind,
+                    "id": raw.get("id"),
+                    "name": raw.get("name"),
+                    "input": raw.get("input"),
+                }
+            )
+        else:
+            blocks.append({"type": kind})
+    return {
+        "id": final.id,
+        "model": final.model,
+        "role": final.role,
+        "content": blocks,
+        "stop_reason": final.stop_reason,
+        "stop_sequence": final.stop_sequence,
+        "usage": {
+            "input_tokens": final.usage.input_tokens,
+            "output_tokens": final.usage.output_tokens,
+        },
+    }
+
+
+def _anthropic_comparable(message: Mapping[str, Any]) -> dict[str, Any]:
+    blocks = []
+    for block in message.get("content", []):
+        if block.get("type") in (
+            "text",
+            "thinking",
+            "redacted_thinking",
+            "tool_use",
+            "server_tool_use",
+        ):
+            blocks.append(dict(block))
+        else:
+            blocks.append({"type": block.get("type")})
+    return {**message, "content": blocks}
+
+
+_SDK: dict[str, tuple[Callable[..., dict[str, Any]], Callable[..., dict[str, Any]]]] = {
+    "openai": (_openai_message, _openai_comparable),
+    "anthropic": (_anthropic_message, _anthropic_comparable),
+}
+
+
+def sdk_message(api: str, cap: Capture, request: Mapping[str, Any]) -> dict[str, Any]:
+    """What the official SDK rebuilds from the captured body (it may raise)."""
+    return _SDK[api][0](cap, request)
+
+
+def compare_with_sdk(
+    api: str, cap: Capture, request: Mapping[str, Any], ours: Mapping[str, Any]
+) -> list[Finding]:
+    """A ``sdk.{api}-accumulate`` finding when the SDK fails or rebuilds something else."""
+    rule_id = f"sdk.{api}-accumulate"
+    build, comparable = _SDK[api]
+    try:
+        theirs = comparable(build(cap, request))
+    except Exception as exc:  # the SDK's own failure is the finding
+        return [
+            Finding(
+                rule_id,
+                f"the official {api} SDK failed on this stream: "
+                f"{type(exc).__name__}: {excerpt(str(exc), 200)}",
+            )
+        ]
+    mine = comparable(ours)
+    diff = _first_difference(mine, theirs)
+    if diff is None:
+        return []
+    path, a, b = diff
+    return [
+        Finding(
+            rule_id,
+            f"the official {api} SDK rebuilds a different message at {path}: "
+            f"suite {excerpt(repr(a), 80)} vs SDK {excerpt(repr(b), 80)}",
+        )
+    ]
+
+
+def _first_difference(a: Any, b: Any, path: str = "message") -> tuple[str, Any, Any] | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in sorted(a.keys() | b.keys(), key=str):
+            found = _first_difference(a.get(key), b.get(key), f"{path}.{key}")
+            if found:
+                return found
+        return None
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            return (f"{path} (length)", len(a), len(b))
+        for i, (x, y) in enumerate(zip(a, b, strict=True)):
+            found = _first_difference(x, y, f"{path}[{i}]")
+            if found:
+                return found
+        return None
+    return None if a == b else (path, a, b)
