@@ -114,13 +114,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         env_note = f" [env {env}]" if env else ""
         group.addoption(f"--{name}", dest=dest, default=None, help=f"{help_text}{env_note}")
         parser.addini(dest, help=help_text, default=None)
-    group.addoption(
-        "--strict",
-        dest="streamproof_strict",
-        action="store_true",
-        default=False,
-        help="fail on SHOULD findings too",
-    )
+
 
 
 def _option(config: pytest.Config, name: str) -> Any:
@@ -148,7 +142,10 @@ class Conformance:
     def __init__(self, config: pytest.Config) -> None:
         self.config = config
         self.apis = _apis(config)
-        self.strict = bool(config.getoption("streamproof_strict"))
+        # pytest owns --strict ("enable all strictness"); here it also makes SHOULD fail
+        self.strict = bool(config.getoption("strict", False)) or os.environ.get(
+            "STREAMPROOF_STRICT", ""
+        ).lower() in ("1", "true", "yes")
         self.report_dir = Path(_option(config, "report-dir"))
         self.log = ComplianceLog(self.apis)
         self.server: Any = None

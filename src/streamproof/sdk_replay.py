@@ -32,9 +32,16 @@ def _transport(cap: Capture) -> httpx2.MockTransport:
 
 
 def _openai_message(cap: Capture, request: Mapping[str, Any]) -> dict[str, Any]:
+    """Plain ``stream=True`` iteration into the SDK's own ``ChatCompletionStreamState``.
+
+    The snapshot is read rather than ``get_final_completion()``, which raises on a
+    ``length`` finish by design (it wants to parse structured output).
+    """
     import openai
+    from openai.lib.streaming.chat import ChatCompletionStreamState
 
     kwargs = {k: v for k, v in request.items() if k != "stream"}
+    state = ChatCompletionStreamState()
     with httpx2.Client(transport=_transport(cap)) as http:
         client = openai.OpenAI(
             api_key=_REPLAY_KEY,
@@ -42,10 +49,11 @@ def _openai_message(cap: Capture, request: Mapping[str, Any]) -> dict[str, Any]:
             http_client=http,
             max_retries=0,
         )
-        with client.chat.completions.stream(**kwargs) as stream:
-            for _ in stream:
-                pass
-            final = stream.get_final_completion()
+        with client.chat.completions.create(stream=True, **kwargs) as stream:
+            for chunk in stream:
+                for _ in state.handle_chunk(chunk):
+                    pass
+    final = state.current_completion_snapshot
     choices = []
     for choice in sorted(final.choices, key=lambda c: c.index):
         msg = choice.message

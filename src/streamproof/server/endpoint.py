@@ -1,0 +1,158 @@
+"""What an API endpoint is given and what it returns; helpers every endpoint shares.
+
+An endpoint is a plain function ``(Request, Context) -> Reply``: it checks the request,
+generates the answer and serialises it (a JSON body, or a list of SSE events). It never
+touches the network and never thinks about time: the app turns the reply into timed frames
+(see ``app.py``). An API is a routing table plus its error shape (:class:`Api`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from .timing import Timing
+
+if TYPE_CHECKING:
+    from .faults.base import FaultSet
+
+__all__ = [
+    "DEFAULT_API_KEY",
+    "DEFAULT_MODEL",
+    "MODELS",
+    "Api",
+    "Context",
+    "Handler",
+    "Reply",
+    "Request",
+    "RequestError",
+    "StreamInfo",
+    "dumps_with_raw",
+    "json_reply",
+    "new_id",
+    "sse_event",
+    "stream_reply",
+]
+
+DEFAULT_API_KEY = "sk-streamproof-local"
+# The models every endpoint serves; any other name is answered 404 (the suite's unknown-model
+# scenario asks for "streamproof-no-such-model"). The list is what GET /v1/models shows.
+MODELS = ("streamproof-1", "streamproof-1-mini")
+DEFAULT_MODEL = MODELS[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Request:
+    """One parsed HTTP request. ``target`` is the request-target as sent (selection prefixes
+    and query included); ``path`` is the API path after the prefixes (set by the app)."""
+
+    method: str
+    target: str
+    headers: Mapping[str, str]  # lower-case names
+    body: bytes = b""
+    keep_alive: bool = True
+    path: str = ""
+
+
+@dataclass(slots=True)
+class Reply:
+    """An endpoint's answer. ``events`` set: a stream (one serialised SSE event each, sent
+    with chunked encoding at the stream's timing); otherwise ``body`` with Content-Length."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes = b""
+    events: list[bytes] | None = None
+
+    def set_header(self, name: str, value: str) -> None:
+        self.headers = [(k, v) for k, v in self.headers if k != name] + [(name, value)]
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """Per-request settings: the server's key (None: no auth), the stream timing, the faults
+    selected for this request and its request id."""
+
+    api_key: str | None
+    timing: Timing
+    faults: FaultSet
+    request_id: str = field(default_factory=lambda: new_id("req_"))
+
+
+Handler = Callable[[Request, Context], Reply]
+
+
+@dataclass(frozen=True, slots=True)
+class StreamInfo:
+    """What a chunk-level fault may need besides the chunks: the request and the true usage."""
+
+    body: Mapping[str, Any]
+    usage: Mapping[str, int]
+
+
+@dataclass(frozen=True, slots=True)
+class Api:
+    """One API: its routes by path and method, and how it shapes an error (used for the
+    app's own refusals too: unknown path or fault, body too large)."""
+
+    name: str
+    routes: Mapping[str, Mapping[str, Handler]]
+    error: Callable[[int, str, str | None, Context], Reply]  # (status, message, code, ctx)
+
+
+class RequestError(Exception):
+    """A refused request: the endpoint turns it into its API's error shape."""
+
+    def __init__(
+        self, status: int, message: str, *, param: str | None = None, code: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.param = param
+        self.code = code
+
+
+def new_id(prefix: str, hex_chars: int = 24) -> str:
+    return prefix + os.urandom((hex_chars + 1) // 2).hex()[:hex_chars]
+
+
+def json_reply(status: int, obj: Any, ctx: Context) -> Reply:
+    return Reply(
+        status,
+        [("content-type", "application/json"), ("x-request-id", ctx.request_id)],
+        orjson.dumps(obj),
+    )
+
+
+def stream_reply(events: list[bytes], ctx: Context) -> Reply:
+    return Reply(
+        200,
+        [
+            ("content-type", "text/event-stream; charset=utf-8"),
+            ("cache-control", "no-cache"),
+            ("x-request-id", ctx.request_id),
+        ],
+        events=events,
+    )
+
+
+def sse_event(data: bytes, name: bytes | None = None) -> bytes:
+    """One event: optional ``event:`` line, one ``data:`` line, the blank line."""
+    if name is None:
+        return b"data: %b\n\n" % data
+    return b"event: %b\ndata: %b\n\n" % (name, data)
+
+
+def dumps_with_raw(obj: Any, raw: Mapping[str, bytes]) -> bytes:
+    """JSON with some string values replaced by raw bytes, which JSON cannot express (a lone
+    UTF-8 lead byte, an invalid byte). ``obj`` holds the keys of ``raw`` as placeholder
+    strings; each must start with a NUL so that it cannot occur in real text."""
+    out = orjson.dumps(obj)
+    for placeholder, data in raw.items():
+        out = out.replace(orjson.dumps(placeholder)[1:-1], data)
+    return out
