@@ -29,8 +29,10 @@ def openai_body(chunks: int) -> bytes:
     }
 
     def chunk(delta: dict, finish: str | None = None) -> bytes:
-        body = {**head, "choices": [{"index": 0, "delta": delta, "logprobs": None,
-                                      "finish_reason": finish}]}
+        body = {
+            **head,
+            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+        }
         return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\n\n"
 
     parts = [chunk({"role": "assistant", "content": "", "refusal": None})]
@@ -47,22 +49,44 @@ def anthropic_body(chunks: int) -> bytes:
     start = {
         "type": "message_start",
         "message": {
-            "id": "msg_01XFDUDYJgAACzvnptvVoYEL", "type": "message", "role": "assistant",
-            "content": [], "model": "claude-sonnet-4-5", "stop_reason": None,
-            "stop_sequence": None, "usage": {"input_tokens": 25, "output_tokens": 1},
+            "id": "msg_01XFDUDYJgAACzvnptvVoYEL",
+            "type": "message",
+            "role": "assistant",
+            "content": [],
+            "model": "claude-sonnet-4-5",
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": {"input_tokens": 25, "output_tokens": 1},
         },
     }
-    delta = ev("content_block_delta", {"type": "content_block_delta", "index": 0,
-                                        "delta": {"type": "text_delta", "text": " token"}})
+    delta = ev(
+        "content_block_delta",
+        {
+            "type": "content_block_delta",
+            "index": 0,
+            "delta": {"type": "text_delta", "text": " token"},
+        },
+    )
     parts = [
         ev("message_start", start),
-        ev("content_block_start", {"type": "content_block_start", "index": 0,
-                                   "content_block": {"type": "text", "text": ""}}),
+        ev(
+            "content_block_start",
+            {
+                "type": "content_block_start",
+                "index": 0,
+                "content_block": {"type": "text", "text": ""},
+            },
+        ),
         *([delta] * (chunks - 5)),
         ev("content_block_stop", {"type": "content_block_stop", "index": 0}),
-        ev("message_delta", {"type": "message_delta",
-                             "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-                             "usage": {"output_tokens": chunks - 5}}),
+        ev(
+            "message_delta",
+            {
+                "type": "message_delta",
+                "delta": {"stop_reason": "end_turn", "stop_sequence": None},
+                "usage": {"output_tokens": chunks - 5},
+            },
+        ),
         ev("message_stop", {"type": "message_stop"}),
     ]
     return b"".join(parts)
@@ -144,8 +168,10 @@ def main() -> None:
     for api in apis:
         body = (openai_body if api == "openai" else anthropic_body)(args.chunks)
         pieces = reads(body, args.read)
-        print(f"\n{api}: {args.chunks} events, {len(body) / 1e6:.1f} MB, {len(pieces)} reads "
-              f"of {args.read} B")
+        print(
+            f"\n{api}: {args.chunks} events, {len(body) / 1e6:.1f} MB, {len(pieces)} reads "
+            f"of {args.read} B"
+        )
         results = {}
         for name, fn in CONTENDERS.items():
             best = float("inf")

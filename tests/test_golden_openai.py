@@ -16,6 +16,9 @@ from typing import Any
 import orjson
 import pytest
 
+from streamproof.capture import load_transcript
+from streamproof.engine import infer_request
+from streamproof.sdk_replay import sdk_message
 from streamproof.sse import SSEDecoder, decode_body
 from streamproof.validators.openai_chat import OpenAIChatValidator
 
@@ -109,28 +112,6 @@ FILES = sorted(p.name for p in GOLDEN.glob("*.sse"))
 GENUINE = [f for f in FILES if f.startswith("openai_") and "fragment" not in f]
 
 
-def derive_request(events: list[Any]) -> dict[str, Any]:
-    request: dict[str, Any] = {"stream": True}
-    top = 0
-    for event in events:
-        try:
-            value = orjson.loads(event.data)
-        except orjson.JSONDecodeError:
-            continue
-        if not isinstance(value, dict):
-            continue
-        choices = value.get("choices")
-        if choices == [] and isinstance(value.get("usage"), dict):
-            request["stream_options"] = {"include_usage": True}
-        elif isinstance(choices, list):
-            for choice in choices:
-                if isinstance(choice, dict) and isinstance(choice.get("index"), int):
-                    top = max(top, choice["index"])
-    if top:
-        request["n"] = top + 1
-    return request
-
-
 def validate(name: str, read_size: int | None = None):
     body = (GOLDEN / name).read_bytes()
     if read_size is None:
@@ -141,7 +122,7 @@ def validate(name: str, read_size: int | None = None):
         for start in range(0, len(body), read_size):
             events += decoder.feed(body[start : start + read_size], start)
         decoder.finish()
-    request = derive_request(events)
+    request = {"stream": True, **infer_request("openai", events)}
     extra, expect = EXTRA_REQUEST.get(name, ({}, frozenset()))
     request.update(extra)
     validator = OpenAIChatValidator(request, expect=expect)
@@ -226,45 +207,9 @@ def test_golden_messages() -> None:
 
 
 def _sdk_message(name: str) -> dict[str, Any]:
-    """What the official SDK's stream state rebuilds from the same chunks."""
-    from openai.lib.streaming.chat import ChatCompletionStreamState
-    from openai.types.chat import ChatCompletionChunk
-
-    events, _ = decode_body((GOLDEN / name).read_bytes())
-    state = ChatCompletionStreamState()
-    for event in events:
-        if event.data.startswith("[DONE]"):
-            break
-        state.handle_chunk(ChatCompletionChunk.model_validate(orjson.loads(event.data)))
-    final = state.current_completion_snapshot
-    choices = [
-        {
-            "index": c.index,
-            "role": c.message.role,
-            "content": c.message.content,
-            "refusal": c.message.refusal,
-            "tool_calls": [
-                {
-                    "index": k,
-                    "id": t.id,
-                    "type": t.type,
-                    "name": t.function.name,
-                    "arguments": t.function.arguments,
-                }
-                for k, t in enumerate(c.message.tool_calls or [])
-            ],
-            "finish_reason": c.finish_reason,
-        }
-        for c in sorted(final.choices, key=lambda c: c.index)
-    ]
-    usage = None
-    if final.usage is not None:
-        usage = {
-            "prompt_tokens": final.usage.prompt_tokens,
-            "completion_tokens": final.usage.completion_tokens,
-            "total_tokens": final.usage.total_tokens,
-        }
-    return {"choices": choices, "usage": usage}
+    """What the official SDK rebuilds from the same bytes (through the suite's replay path)."""
+    cap = load_transcript(GOLDEN / name)
+    return sdk_message("openai", cap, {"model": "golden", "messages": [], "stream": True})
 
 
 @pytest.mark.parametrize("name", GENUINE)

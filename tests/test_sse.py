@@ -60,14 +60,21 @@ CASES = {
         [(None, "a", None, None), (None, "b", None, None)],
         ["sse.line-endings"],
     ),
-    "CR endings": (b"data: a\r\rdata: b\r\r", [(None, "a", None, None), (None, "b", None, None)],
-                   ["sse.line-endings"]),
+    "CR endings": (
+        b"data: a\r\rdata: b\r\r",
+        [(None, "a", None, None), (None, "b", None, None)],
+        ["sse.line-endings"],
+    ),
     "mixed endings": (
         b"data: a\r\ndata: b\n\rdata: c\r\n\n",
         [(None, "a\nb", None, None), (None, "c", None, None)],
         ["sse.line-endings"],
     ),
-    "empty data with no field does not dispatch": (b"\n\n\ndata: a\n\n", [(None, "a", None, None)], []),
+    "empty data with no field does not dispatch": (
+        b"\n\n\ndata: a\n\n",
+        [(None, "a", None, None)],
+        [],
+    ),
     "id persists": (
         b"id: 7\ndata: a\n\ndata: b\n\n",
         [(None, "a", "7", None), (None, "b", "7", None)],
@@ -88,7 +95,11 @@ CASES = {
         [(None, "b", None, None)],
         ["sse.bom"],
     ),
-    "invalid UTF-8 becomes U+FFFD": (b"data: \xff\n\n", [(None, "\ufffd", None, None)], ["sse.utf8"]),
+    "invalid UTF-8 becomes U+FFFD": (
+        b"data: \xff\n\n",
+        [(None, "\ufffd", None, None)],
+        ["sse.utf8"],
+    ),
     "code point split between events": (
         b"data: \xc3\n\ndata: \xa9\n\n",
         [(None, "\ufffd", None, None), (None, "\ufffd", None, None)],
@@ -177,7 +188,9 @@ def test_body_ending_inside_a_code_point() -> None:
 _lines = st.lists(
     st.one_of(
         st.builds(lambda v: b"data: " + v, st.binary(max_size=12)),
-        st.sampled_from([b"", b":c", b"event: x", b"id: 3", b"retry: 12", b"data", b"\xef\xbb\xbf"]),
+        st.sampled_from(
+            [b"", b":c", b"event: x", b"id: 3", b"retry: 12", b"data", b"\xef\xbb\xbf"]
+        ),
     ),
     max_size=30,
 )

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from .capture import Timeouts
-from .engine import Runner, Target, outcome
+from .engine import Runner, ScenarioResult, Target, outcome
 from .redact import redact
 from .reporting.compliance import ComplianceLog
 from .scenarios import Scenario, scenarios_for
@@ -116,7 +116,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         parser.addini(dest, help=help_text, default=None)
 
 
-
 def _option(config: pytest.Config, name: str) -> Any:
     _, env, _, default, kind = next(o for o in _OPTIONS if o[0] == name)
     dest = "streamproof_" + name.replace("-", "_")
@@ -193,7 +192,9 @@ class Conformance:
         return self._runner
 
     def check(self, case: RuleCase) -> None:
-        result = outcome(self.runner.result(case.scenario), case.rule_id)
+        scenario_result = self.runner.result(case.scenario)
+        self._stop_if_unreachable(scenario_result)
+        result = outcome(scenario_result, case.rule_id)
         self.log.add(case.rule_id, case.scenario.id, result)
         detail = f"{result.message}\n{result.excerpt}" if result.excerpt else result.message
         if result.outcome == "fail":
@@ -204,6 +205,22 @@ class Conformance:
             warnings.warn(StreamproofWarning(detail), stacklevel=1)
         elif result.outcome == "skip":
             pytest.skip(result.message)
+
+    def _stop_if_unreachable(self, result: ScenarioResult) -> None:
+        """Nothing ever connected: one clear line and exit status 2, not hundreds of failures."""
+        refused = [f for f in result.findings if f.rule == "transport.connect"]
+        if refused and not any(
+            r.capture is not None and r.capture.status is not None
+            for r in self.runner.results.values()
+        ):
+            self.log.add(
+                "transport.connect", result.scenario.id, outcome(result, "transport.connect")
+            )
+            pytest.exit(
+                f"streamproof: cannot reach {redact(self.runner.target.base_url)}: "
+                f"{refused[0].message}",
+                returncode=2,
+            )
 
     def finish(self) -> dict[str, Any] | None:
         if self._runner is None:

@@ -16,7 +16,7 @@ import httpx2
 from .capture import Capture
 from .findings import Finding, excerpt
 
-__all__ = ["compare_with_sdk", "sdk_message"]
+__all__ = ["anthropic_normalized", "compare_with_sdk", "openai_normalized", "sdk_message"]
 
 _HOP_HEADERS = {"content-length", "transfer-encoding", "content-encoding", "connection"}
 _REPLAY_KEY = "sk-streamproof-replay"
@@ -53,7 +53,11 @@ def _openai_message(cap: Capture, request: Mapping[str, Any]) -> dict[str, Any]:
             for chunk in stream:
                 for _ in state.handle_chunk(chunk):
                     pass
-    final = state.current_completion_snapshot
+    return openai_normalized(state.current_completion_snapshot)
+
+
+def openai_normalized(final: Any) -> dict[str, Any]:
+    """A ChatCompletion (or the stream state's snapshot) in the accumulator's shape."""
     choices = []
     for choice in sorted(final.choices, key=lambda c: c.index):
         msg = choice.message
@@ -111,6 +115,11 @@ def _anthropic_message(cap: Capture, request: Mapping[str, Any]) -> dict[str, An
             for _ in stream:
                 pass
             final = stream.get_final_message()
+    return anthropic_normalized(final)
+
+
+def anthropic_normalized(final: Any) -> dict[str, Any]:
+    """An SDK Message in the accumulator's shape."""
     blocks: list[dict[str, Any]] = []
     for block in final.content:
         raw = block.model_dump(exclude_none=False)

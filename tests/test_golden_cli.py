@@ -1,0 +1,47 @@
+"""Every recorded stream through ``streamproof check --json``, as a user runs it: the genuine
+vendor streams exit 0 with no MUST finding, the edge ones are flagged with exactly the rules
+their golden tests expect (the same table, so the CLI and the engine cannot drift apart)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_golden_anthropic import EXPECTED as ANTHROPIC_EXPECTED
+from test_golden_openai import EXPECTED as OPENAI_EXPECTED
+
+from streamproof.cli import main
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+def _expected(api: str, name: str) -> set[str]:
+    table = OPENAI_EXPECTED if api == "openai" else ANTHROPIC_EXPECTED
+    expected = table[name]
+    # the anthropic table records (rule, level) pairs
+    return {r[0] if isinstance(r, tuple) else r for r in expected}
+
+
+CASES = [
+    (api, p.name) for api in ("openai", "anthropic") for p in sorted((GOLDEN / api).glob("*.sse"))
+]
+
+
+@pytest.mark.parametrize(("api", "name"), CASES, ids=[f"{a}/{n}" for a, n in CASES])
+def test_check_cli(api: str, name: str, capsys: pytest.CaptureFixture[str]) -> None:
+    code = main(["check", str(GOLDEN / api / name), "--api", api, "--json"])
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert all(set(line) == {"rule", "level", "message", "event"} for line in lines)
+    graded = {line["rule"] for line in lines if line["level"] in ("MUST", "SHOULD")}
+    assert graded == _expected(api, name)
+    must = any(line["level"] == "MUST" for line in lines)
+    assert code == (1 if must else 0)
+
+
+def test_check_cli_text_output_and_missing_file(capsys: pytest.CaptureFixture[str]) -> None:
+    path = GOLDEN / "openai" / "compat_azure_model_router_prompt_filter_chunk.sse"
+    assert main(["check", str(path), "--api", "openai"]) == 1
+    out = capsys.readouterr().out
+    assert "[MUST] openai.object" in out and "MUST" in out.splitlines()[-1]
+    assert main(["check", str(GOLDEN / "nope.sse"), "--api", "openai"]) == 2
