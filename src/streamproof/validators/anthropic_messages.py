@@ -57,7 +57,7 @@ import orjson
 from ..findings import Finding, excerpt
 from ..schemas import schema
 from ..sse import Event
-from .base import StreamValidator
+from .base import StreamValidator, is_json_type, media_type
 
 __all__ = [
     "ERROR_TYPES",
@@ -955,16 +955,6 @@ def _str_or_none(value: Any) -> str | None:
 # -- non-stream answers -----------------------------------------------------------------
 
 
-def _media_type(content_type: str | None) -> str:
-    return (content_type or "").split(";")[0].strip().lower()
-
-
-def _is_json_type(media: str) -> bool:
-    return media == "application/json" or (
-        media.startswith("application/") and media.endswith("+json")
-    )
-
-
 def check_error_response(
     status: int | None,
     content_type: str | None,
@@ -1003,7 +993,7 @@ def check_error_response(
             f"the invalid request was refused with {status}, expected {expected}",
         )
     checked.add("anthropic.error-body")
-    media = _media_type(content_type)
+    media = media_type(content_type)
     if media == "text/event-stream":
         fail(
             "anthropic.error-body",
@@ -1026,7 +1016,7 @@ def check_error_response(
             f'the {status} error body is not {{"type": "error", '
             f'"error": {{type, message}}}}: {shape.explain(value)}',
         )
-    elif not _is_json_type(media):
+    elif not is_json_type(media):
         fail(
             "anthropic.error-body",
             f"the {status} error body is JSON but labelled "
@@ -1059,11 +1049,11 @@ def check_json_response(
     if status != 200:
         fail(f"the stream: false request was answered {status}")
         return findings, checked
-    media = _media_type(content_type)
+    media = media_type(content_type)
     if media == "text/event-stream":
         fail("without stream: true the answer is an event stream, not one JSON object")
         return findings, checked
-    if not _is_json_type(media):
+    if not is_json_type(media):
         fail(f"the answer's Content-Type is {media or 'missing'}, not application/json")
     try:
         value = orjson.loads(body)

@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from ..findings import Finding, excerpt
 from ..sse import Event
 
-__all__ = ["StreamValidator", "check_http"]
+__all__ = ["StreamValidator", "check_http", "is_json_type", "media_type"]
 
 # A buffering proxy delivers everything in one burst: the content events then arrive within
 # a sliver of the time the client waited for the first one.
@@ -116,3 +116,14 @@ def check_http(
                 )
             )
     return findings, checked
+
+
+def media_type(content_type: str | None) -> str:
+    """``text/event-stream; charset=utf-8`` → ``text/event-stream``."""
+    return (content_type or "").split(";")[0].strip().lower()
+
+
+def is_json_type(media: str) -> bool:
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )

@@ -49,7 +49,7 @@ import orjson
 from ..findings import Finding, excerpt
 from ..schemas import schema
 from ..sse import Event
-from .base import StreamValidator
+from .base import StreamValidator, is_json_type, media_type
 
 __all__ = [
     "CHUNK_OBJECT",
@@ -1119,16 +1119,6 @@ class OpenAIChatValidator(StreamValidator):
 # -- non-stream checks --------------------------------------------------------------------
 
 
-def _media_type(content_type: str | None) -> str:
-    return (content_type or "").split(";")[0].strip().lower()
-
-
-def _is_json_type(media: str) -> bool:
-    return media == "application/json" or (
-        media.startswith("application/") and media.endswith("+json")
-    )
-
-
 def check_error_response(
     status: int | None,
     content_type: str | None,
@@ -1172,7 +1162,7 @@ def check_error_response(
             )
         )
     checked.add("openai.error-body")
-    media = _media_type(content_type)
+    media = media_type(content_type)
     if media == "text/event-stream":
         findings.append(
             Finding(
@@ -1207,7 +1197,7 @@ def check_error_response(
                 sample,
             )
         )
-    elif not _is_json_type(media):
+    elif not is_json_type(media):
         findings.append(
             Finding(
                 "openai.error-body",
@@ -1229,7 +1219,7 @@ def check_json_response(
         return findings, set()
     checked = {"http.stream-false-json"}
     sample = excerpt(body)
-    media = _media_type(content_type)
+    media = media_type(content_type)
     if status != 200:
         findings.append(
             Finding(
@@ -1250,7 +1240,7 @@ def check_json_response(
             )
         )
         return findings, checked
-    if not _is_json_type(media):
+    if not is_json_type(media):
         findings.append(
             Finding(
                 "http.stream-false-json",
