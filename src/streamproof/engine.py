@@ -222,7 +222,20 @@ class Runner:
             if scenario.sdk and cap.status == 200 and cap.error is None:
                 from .sdk_replay import compare_with_sdk
 
-                found += compare_with_sdk(scenario.api, cap, body, result.message)
+                found += compare_with_sdk(
+                    scenario.api, cap, body, result.message,
+                    ended_by_error=validator.ended_by_error,
+                )  # fmt: skip
+            if scenario.api == "anthropic":
+                checked.add("anthropic.request-id")
+                if cap.header("request-id") is None:
+                    found.append(
+                        Finding(
+                            "anthropic.request-id",
+                            "no request-id response header (the real API sends one; support "
+                            "tickets and logs key on it)",
+                        )
+                    )
                 checked.add(f"sdk.{scenario.api}-accumulate")
         result.findings = found + [f for f in transport if f not in found]
         result.checked = checked | set(_TRANSPORT)

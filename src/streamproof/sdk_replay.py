@@ -8,6 +8,7 @@ clients see something other than what the server meant.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -189,14 +190,25 @@ def sdk_message(api: str, cap: Capture, request: Mapping[str, Any]) -> dict[str,
 
 
 def compare_with_sdk(
-    api: str, cap: Capture, request: Mapping[str, Any], ours: Mapping[str, Any]
+    api: str,
+    cap: Capture,
+    request: Mapping[str, Any],
+    ours: Mapping[str, Any],
+    *,
+    ended_by_error: bool = False,
 ) -> list[Finding]:
-    """A ``sdk.{api}-accumulate`` finding when the SDK fails or rebuilds something else."""
+    """A ``sdk.{api}-accumulate`` finding when the SDK fails or rebuilds something else.
+
+    When a well-formed mid-stream error ended the stream, the SDK raising that error as its
+    own ``APIError`` is the right behaviour, not a finding.
+    """
     rule_id = f"sdk.{api}-accumulate"
     build, comparable = _SDK[api]
     try:
         theirs = comparable(build(cap, request))
     except Exception as exc:  # the SDK's own failure is the finding
+        if ended_by_error and isinstance(exc, importlib.import_module(api).APIError):
+            return []
         return [
             Finding(
                 rule_id,

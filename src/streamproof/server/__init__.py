@@ -1,9 +1,10 @@
 """The reference server: a correct streaming LLM API that can be told to be wrong.
 
-It answers OpenAI ``POST /v1/chat/completions`` (streaming and not) and ``GET /v1/models``
-with deterministic text and tool calls. Each request can select named faults (``FAULTS``:
-every rule of the suite has at least one that trips it), a timing and send stamps, by path
-prefix (``/fault/missing-done/timing/ttft_ms=100,gap_ms=10/stamps/v1``, see
+It answers OpenAI ``POST /v1/chat/completions`` (streaming and not) and ``GET /v1/models``,
+and Anthropic ``POST /v1/messages`` (streaming and not: text, thinking, tool use), with
+deterministic content. Each request can select named faults (``FAULTS``: every rule of the
+suite has at least one that trips it), a timing and send stamps, by path prefix
+(``/fault/missing-done/timing/ttft_ms=100,gap_ms=10/stamps/v1``, see
 :meth:`ReferenceServer.url_for`) or by ``x-streamproof-fault`` / ``-timing`` / ``-stamps``
 headers — so one running server serves a whole test session, and the suite proves on it
 that each rule can fail. Default timing: first token after 20 ms, then one word every 2 ms.
@@ -16,18 +17,20 @@ frames and written with ``transport.write`` from one shared ``loop.call_at`` tim
 (``send.Clock``): a thousand streams at a 20 ms gap keep send lateness near 2 ms p99.
 
 Layout: ``connection.py`` (one HTTP/1.1 connection) → ``app.py`` (selection, routing, fault
-layers, timed frames) → an endpoint (``openai_chat.py``: request → :class:`endpoint.Reply`)
-→ ``send.py`` (frames at their deadlines, lateness into :class:`SendStats`). ``text.py`` is
-the generated content; ``faults/`` the registry (``wire.py`` API-agnostic faults,
-``openai_chat.py`` the protocol's).
+layers, timed frames) → an endpoint (``openai_chat.py``, ``anthropic_messages.py``: request
+→ :class:`endpoint.Reply`) → ``send.py`` (frames at their deadlines, lateness into
+:class:`SendStats`). ``text.py`` is the generated content; ``faults/`` the registry
+(``wire.py`` API-agnostic faults, one module per protocol; every Anthropic fault is named
+``anthropic-...``, the wire faults included, registered again for that API).
 
-Adding an endpoint (e.g. Anthropic ``POST /v1/messages``): write ``anthropic_messages.py``
-with handlers ``(Request, Context) -> Reply`` — check the key (``x-api-key``), raise
-:class:`endpoint.RequestError` for bad requests, pass the payload list through
-``ctx.faults.chunks(items, StreamInfo(body, usage))`` and serialise it with ``sse_event`` —
-and ``API = Api("anthropic", {path: {method: handler}}, error_reply)``; add it to
-``app.APIS``. Its faults go in ``faults/anthropic_messages.py`` (``api="anthropic"``, reusing
+Adding an endpoint (as ``anthropic_messages.py`` was added): write a module with handlers
+``(Request, Context) -> Reply`` — check the key, raise :class:`endpoint.RequestError` for bad
+requests, pass the payload list through ``ctx.faults.chunks(items, StreamInfo(body, usage))``
+and serialise it with ``sse_event`` — and ``API = Api(name, {path: {method: handler}},
+error_reply)``; add it to
+``app.APIS``. Its faults go in ``faults/<module>.py`` (``api=<name>``, reusing
 ``faults.wire``'s generic effects such as ``accept_any_key``) and into ``faults._ALL``.
+``Reply.ticks`` paces a stream whose non-content events should not take a gap.
 """
 
 from .endpoint import DEFAULT_API_KEY, DEFAULT_MODEL, MODELS

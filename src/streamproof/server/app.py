@@ -16,7 +16,7 @@ from http import HTTPStatus
 from typing import Final
 from urllib.parse import unquote
 
-from . import openai_chat
+from . import anthropic_messages, openai_chat
 from .endpoint import Api, Context, Handler, Reply, Request
 from .faults import FAULTS, Fault, FaultSet
 from .send import DATA, EVENT, HEAD, STALL, Frame, Plan
@@ -24,7 +24,7 @@ from .timing import Timing, TimingError, event_offsets
 
 __all__ = ["APIS", "App", "Selection", "SelectionError", "select"]
 
-APIS: Final[tuple[Api, ...]] = (openai_chat.API,)
+APIS: Final[tuple[Api, ...]] = (openai_chat.API, anthropic_messages.API)
 _log = logging.getLogger("streamproof.server")
 
 
@@ -144,7 +144,7 @@ class App:
 
 def _plan(reply: Reply, faults: FaultSet, timing: Timing, keep_alive: bool, stamps: bool) -> Plan:
     if reply.events is not None:
-        offsets = event_offsets(len(reply.events), timing)
+        offsets = event_offsets(len(reply.events), timing, reply.ticks)
         frames = [Frame(0, b"", HEAD), *map(Frame, offsets, reply.events)]
     else:
         frames = [Frame(0, b"", HEAD), Frame(0, reply.body, DATA)]

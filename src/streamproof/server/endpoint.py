@@ -61,12 +61,15 @@ class Request:
 @dataclass(slots=True)
 class Reply:
     """An endpoint's answer. ``events`` set: a stream (one serialised SSE event each, sent
-    with chunked encoding at the stream's timing); otherwise ``body`` with Content-Length."""
+    with chunked encoding at the stream's timing); otherwise ``body`` with Content-Length.
+    ``ticks`` (optional, one per event): event ``i`` is due ``ticks[i]`` gaps after the first
+    token (see ``timing.event_offsets``), so that only content events take a gap."""
 
     status: int
     headers: list[tuple[str, str]]
     body: bytes = b""
     events: list[bytes] | None = None
+    ticks: list[int] | None = None
 
     def set_header(self, name: str, value: str) -> None:
         self.headers = [(k, v) for k, v in self.headers if k != name] + [(name, value)]

@@ -73,14 +73,15 @@ def tokens_of(text: str) -> list[str]:
     return [words[0], *(" " + w for w in words[1:])]
 
 
-def cut_at_stop(tokens: list[str], stops: Sequence[str]) -> tuple[list[str], bool]:
-    """The tokens before the earliest stop sequence (the match itself is not sent), and
-    whether one matched. A token the match starts in is cut to its part before the match."""
+def cut_at_stop(tokens: list[str], stops: Sequence[str]) -> tuple[list[str], str | None]:
+    """The tokens before the earliest stop sequence (the match itself is not sent), and the
+    sequence that matched (None: none did; on a tie the first listed). A token the match
+    starts in is cut to its part before the match."""
     text = "".join(tokens)
-    hits = [i for i in (text.find(s) for s in stops if s) if i >= 0]
+    hits = [(i, s) for s in stops if s and (i := text.find(s)) >= 0]
     if not hits:
-        return tokens, False
-    end = min(hits)
+        return tokens, None
+    end, matched = min(hits, key=lambda hit: hit[0])
     kept: list[str] = []
     size = 0
     for token in tokens:
@@ -90,7 +91,7 @@ def cut_at_stop(tokens: list[str], stops: Sequence[str]) -> tuple[list[str], boo
             break
         kept.append(token)
         size += len(token)
-    return kept, True
+    return kept, matched
 
 
 def arguments_for(parameters: Any, call: int) -> dict[str, Any]:

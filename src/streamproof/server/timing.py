@@ -8,6 +8,7 @@ together, as OpenAI sends them), so sending is a matter of hitting deadlines, an
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, fields, replace
 from typing import Final
 
@@ -71,11 +72,15 @@ class Timing:
         )
 
 
-def event_offsets(count: int, timing: Timing) -> list[int]:
-    """Deadlines (ns after the request) of ``count`` events."""
+def event_offsets(count: int, timing: Timing, ticks: Sequence[int] | None = None) -> list[int]:
+    """Deadlines (ns after the request) of ``count`` events: event ``i`` at ``ttft + ticks[i]
+    * gap``. Without ``ticks`` (or with a list of another length) the first two events go at
+    ``ttft`` and each later one a gap after the previous one."""
     ttft = int(timing.ttft_ms * _MS)
     gap = int(timing.gap_ms * _MS)
-    return [ttft + max(0, i - 1) * gap for i in range(count)]
+    if ticks is None or len(ticks) != count:
+        ticks = [max(0, i - 1) for i in range(count)]
+    return [ttft + tick * gap for tick in ticks]
 
 
 class SendStats:

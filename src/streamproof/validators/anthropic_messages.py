@@ -203,6 +203,7 @@ class AnthropicMessagesValidator(StreamValidator):
     ) -> None:
         super().__init__(request, expect=expect)
         self._phase = _BEFORE
+        self._clean_error = False  # a well-formed error event ended the stream
         self._handlers = {
             "message_start": self._message_start,
             "content_block_start": self._block_start,
@@ -279,6 +280,7 @@ class AnthropicMessagesValidator(StreamValidator):
             )
 
     def _after_end(self, kind: str, event: Event) -> None:
+        self._clean_error = False
         if self._phase == _STOPPED:
             self._flag(
                 "anthropic.stop-last",
@@ -741,10 +743,15 @@ class AnthropicMessagesValidator(StreamValidator):
     def _ping(self, obj: dict[str, Any], event: Event) -> None:
         self.checked.add("anthropic.ping-shape")
 
+    @property
+    def ended_by_error(self) -> bool:
+        return self._clean_error
+
     def _error(self, obj: dict[str, Any], event: Event) -> None:
         self.checked.add("anthropic.error-event")
         check = schema(_API, "error")
-        if not check.is_valid(obj):
+        self._clean_error = check.is_valid(obj)
+        if not self._clean_error:
             self._flag("anthropic.error-event", f"error event: {check.explain(obj)}", event)
         # A valid error event may come at any point, even first: the real API sends
         # overloaded errors right after the 200, and the SDK raises the typed error before its

@@ -69,6 +69,11 @@ class StreamValidator:
             data = event.data
         self.findings.append(Finding(rule, message, index, excerpt(data)))
 
+    @property
+    def ended_by_error(self) -> bool:
+        """A well-formed mid-stream error ended the stream (clients then raise it)."""
+        return False
+
     def message(self) -> dict[str, Any]:
         """The message a client rebuilds from the stream (shape is API-specific)."""
         raise NotImplementedError

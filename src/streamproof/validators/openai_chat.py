@@ -172,6 +172,7 @@ class OpenAIChatValidator(StreamValidator):
         # stream-level state
         self._done = -1  # event index of [DONE]
         self._error = -1  # event index of the mid-stream error that ended the stream
+        self._clean_error = False  # ... and it was well formed, with nothing after it
         self._error_seen = False
         self._payloads = 0  # data payloads other than [DONE]
         self._chunks = 0  # JSON-object chunks (not errors)
@@ -215,6 +216,10 @@ class OpenAIChatValidator(StreamValidator):
             return
         self._seen[slot] = [len(self.findings), 1]
         self.add(rule, message if isinstance(message, str) else message(), event)
+
+    @property
+    def ended_by_error(self) -> bool:
+        return self._clean_error
 
     def _summarise(self) -> None:
         for position, count in self._seen.values():
@@ -864,6 +869,8 @@ class OpenAIChatValidator(StreamValidator):
                 "non-empty error object and otherwise parses the event as a chunk",
             )
             return False
+        text = err.get("message") if err.__class__ is dict else None
+        self._clean_error = text.__class__ is str and bool(text)
         if err.__class__ is not dict:
             self._flag(
                 "openai.midstream-error",
@@ -888,6 +895,7 @@ class OpenAIChatValidator(StreamValidator):
         return True
 
     def _after_error(self, obj: dict[str, Any], event: Event) -> None:
+        self._clean_error = False
         finishing = False
         choices = obj.get("choices")
         if choices.__class__ is list:
