@@ -226,6 +226,7 @@ class Runner:
                     scenario.api, cap, body, result.message,
                     ended_by_error=validator.ended_by_error,
                 )  # fmt: skip
+                checked.add(f"sdk.{scenario.api}-accumulate")
             if scenario.api == "anthropic":
                 checked.add("anthropic.request-id")
                 if cap.header("request-id") is None:
@@ -236,7 +237,6 @@ class Runner:
                             "tickets and logs key on it)",
                         )
                     )
-                checked.add(f"sdk.{scenario.api}-accumulate")
         result.findings = found + [f for f in transport if f not in found]
         result.checked = checked | set(_TRANSPORT)
         return result
