@@ -1,0 +1,8 @@
+"""Load tests of streaming LLM APIs with Locust: TTFT, inter-token latency and throughput,
+measured exactly (stamps taken as bytes arrive) and checked for conformance under load.
+
+The only package that imports Locust (and with it gevent's monkey patching) — but not at
+import time of this ``__init__``: ``metrics``, ``summary``, ``apis``, ``args``, ``prompts``,
+``stream`` and ``cli`` are plain Python and safe to import anywhere; ``users``, ``plugin``,
+``shapes`` and ``webui`` import Locust and belong in a locustfile (``loadtests/``).
+"""

@@ -1,0 +1,209 @@
+"""Locust users that stream: an abstract :class:`StreamingUser` holds the client and reports
+every request to Locust itself (``events.request``), so the web UI table, ``--csv``,
+``--html`` and the master/worker merge carry the streaming metrics as ordinary rows:
+
+==============  ===============================================================================
+row (name)      one sample per ...
+==============  ===============================================================================
+``TTFB``        completed request: response headers − send
+``TTFT``        completed request: first content event − send
+``TTFO``        completed request: first non-reasoning content event − send
+``TPOT``        completed request with N ≥ 2: (last − first content) / (N − 1)
+``ITL``         gap between two content events (a chunk of k tokens is one gap)
+``E2E``         request: last event − send; its *size* column is the output token count N;
+                failures (non-2xx, transport, timeouts, ``stream.error``, MUST violations)
+                are reported on this row, named by kind (``protocol: openai.done``)
+``SCHED_LAG``   open loop: send − scheduled arrival
+``ABORT``       interrupting user: a stream closed on purpose after K content events
+==============  ===============================================================================
+
+The request type column is the API (``openai`` / ``anthropic``; ``<api>-interrupt`` for the
+interrupting user). Concrete users are a few lines (see ``loadtests/locustfile.py``).
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import time
+from typing import Any, ClassVar
+
+import gevent
+import orjson
+from locust import User, constant, task
+from locust.exception import StopUser
+
+from ..engine import validator_for
+from .apis import APIS, build_request, request_headers, tracker_for
+from .metrics import request_metrics
+from .plugin import runtime
+from .prompts import PromptSource, load_prompts
+from .stream import StreamClient
+
+__all__ = ["InterruptingStreamingUser", "StreamFailure", "StreamingUser"]
+
+_pc = time.perf_counter_ns
+_user_numbers = itertools.count()
+
+
+class StreamFailure(Exception):
+    """A failed request as Locust shows it: the kind (``http.503``, ``transport.idle``,
+    ``protocol: openai.done``) — stable text, so failures group by kind."""
+
+
+class StreamingUser(User):
+    """Sends streaming requests back to back (closed loop) or at the arrivals of the open
+    loop (``--arrival-rate``), one at a time, over its own keep-alive connection."""
+
+    abstract = True
+    api: ClassVar[str] = "openai"  # "openai", "anthropic", or "mixed" (alternate)
+    interrupt: ClassVar[bool] = False
+    wait_time = constant(0)
+
+    def __init__(self, environment: Any) -> None:
+        super().__init__(environment)
+        self.number = next(_user_numbers)
+        self.client: StreamClient | None = None
+        self.sent = 0
+        self._apis = itertools.cycle(APIS)
+
+    def on_start(self) -> None:
+        rt = runtime(self.environment)
+        s = rt.settings
+        if not self.host:
+            rt.log.error("no host: give --host (the API root, e.g. http://127.0.0.1:8000/v1)")
+            raise StopUser
+        self.client = StreamClient(self.host, s.timeouts, send_stamps=s.send_stamps)
+        self.prompts = PromptSource(
+            load_prompts(s.prompts, s.prompt_words, s.prompt_file), offset=self.number
+        )
+        if s.start_jitter > 0 and rt.arrivals is None:
+            gevent.sleep(random.uniform(0.0, s.start_jitter))
+
+    def on_stop(self) -> None:
+        if self.client is not None:
+            self.client.close()
+
+    def pick_api(self) -> str:
+        api = self.api
+        if api == "mixed" or api not in APIS:
+            configured = runtime(self.environment).settings.api
+            return next(self._apis) if configured == "mixed" else configured
+        return api
+
+    @task
+    def stream(self) -> None:
+        rt = runtime(self.environment)
+        s = rt.settings
+        if s.requests_per_user and self.sent >= s.requests_per_user:
+            raise StopUser
+        assert self.client is not None
+        api = self.pick_api()
+        body = build_request(
+            api, s.model, self.prompts.pick(), s.max_tokens, include_usage=s.include_usage
+        )
+        t_sched = None
+        if rt.arrivals is not None:
+            t_sched = rt.arrivals.take()
+            wait = t_sched - _pc()
+            if wait > 0:
+                gevent.sleep(wait / 1e9)
+        validator = validator_for(api, body) if s.validate else None
+        wall = time.time()
+        result = self.client.stream(
+            api,
+            orjson.dumps(body),
+            request_headers(api, s.key_for(api)),
+            tracker_for(api),
+            validator=validator,
+            abort_after=s.interrupt_after if self.interrupt else None,
+        )
+        self.sent += 1
+        rec = result.record(wall, t_sched)
+        rec["worker"] = rt.worker_index
+        rt.collector.add(rec, result.lag_ns)
+        self._report(rec)
+
+    def _report(self, rec: dict[str, Any]) -> None:
+        fire = self.environment.events.request.fire
+        kind = f"{rec['api']}-interrupt" if self.interrupt else rec["api"]
+        if rec["sched_us"] is not None:
+            fire(
+                request_type=kind,
+                name="SCHED_LAG",
+                response_time=rec["sched_us"] / 1000,
+                response_length=0,
+                exception=None,
+                context={},
+            )
+        if rec["aborted"]:
+            content = rec["content_us"]
+            if content:
+                fire(
+                    request_type=kind,
+                    name="TTFT",
+                    response_time=content[0] / 1000,
+                    response_length=0,
+                    exception=None,
+                    context={},
+                )
+            fire(
+                request_type=kind,
+                name="ABORT",
+                response_time=rec["dur_us"] / 1000,
+                response_length=len(content),
+                exception=None,
+                context={},
+            )
+            return
+        if not rec["ok"]:
+            error = rec["error"] or "unknown"
+            if error == "protocol":
+                error = "protocol: " + ", ".join(rec["violations"])
+            fire(
+                request_type=kind,
+                name="E2E",
+                response_time=rec["dur_us"] / 1000,
+                response_length=0,
+                exception=StreamFailure(error),
+                context={},
+            )
+            return
+        m = request_metrics(rec)
+        for name, value in (("TTFB", m.ttfb), ("TTFT", m.ttft), ("TTFO", m.ttfo), ("TPOT", m.tpot)):
+            if value is not None:
+                fire(
+                    request_type=kind,
+                    name=name,
+                    response_time=value,
+                    response_length=0,
+                    exception=None,
+                    context={},
+                )
+        for gap in m.itl:
+            fire(
+                request_type=kind,
+                name="ITL",
+                response_time=gap,
+                response_length=0,
+                exception=None,
+                context={},
+            )
+        fire(
+            request_type=kind,
+            name="E2E",
+            response_time=m.e2e or rec["dur_us"] / 1000,
+            response_length=m.tokens,
+            exception=None,
+            context={},
+        )
+
+
+class InterruptingStreamingUser(StreamingUser):
+    """Hangs up after ``--interrupt-after`` content events (a client that goes away): the
+    server must stay healthy, and the other users' rows show what it cost them. Its API
+    follows ``--api``; how many there are: ``--interrupt-users`` (a fixed count)."""
+
+    abstract = True
+    api = "mixed"
+    interrupt = True

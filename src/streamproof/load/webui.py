@@ -1,0 +1,213 @@
+"""The web UI extension: a "Streaming" tab in Locust's own page (a table: TTFT, TPOT, ITL,
+E2E percentiles from raw samples, goodput, client lateness, violations) and a linked page,
+``/streamproof/``, with live charts of TTFT and inter-token latency percentiles and output
+tokens per second (uPlot, MIT, vendored in ``static/`` so it works offline).
+
+Why two parts: Locust 2.x's React UI takes extra tabs only as tables (``extended_tabs`` /
+``extended_tables`` fed through ``/stats/requests``, as in its ``extend_web_ui.py``
+example); charts need a page of their own, served by a Flask blueprint and linked from the
+tab's table and from "Download Data".
+
+The tab's percentiles are computed from at most 20,000 of the raw samples, drawn uniformly,
+so that a page refresh never stalls the process that is taking stamps; ``summary.json`` uses
+all of them. Serving the UI shares the master's (or the single process's) core: a page load
+can delay a few reads by tens of ms, and the client lateness figures show it — for exact
+numbers under heavy load, run headless or with ``--processes``.
+
+Also here, because only the web UI needs them: the API key is never sent to the browser
+(Locust would put an option's default, here the key from the environment, into the page: it
+is blanked, and an empty field means "from the environment"), and a run started from the UI
+picks its user classes from the ``api`` field of the form.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Final
+
+from flask import Blueprint, request, send_from_directory
+
+from ..redact import redact
+from .metrics import METRICS, percentiles
+
+if TYPE_CHECKING:
+    from .plugin import Runtime
+
+__all__ = ["PAGE", "install"]
+
+STATIC: Final = Path(__file__).resolve().parent / "static"
+PAGE: Final = "/streamproof/"
+_TAB: Final = "streamproof"
+LIVE_SAMPLE: Final = 20_000
+
+
+def _sample(values: list[float]) -> list[float]:
+    """At most ``LIVE_SAMPLE`` of the raw samples, uniformly: the live table must not stall
+    the process that is taking stamps (the summary uses every sample)."""
+    if len(values) <= LIVE_SAMPLE:
+        return values
+    return random.Random(len(values)).sample(values, LIVE_SAMPLE)
+
+
+def _table(rt: Runtime) -> list[dict[str, Any]]:
+    agg = rt.collector.agg
+    rows: list[dict[str, Any]] = []
+
+    def fmt(v: Any) -> str:
+        return "" if v is None else f"{v:.2f}"
+
+    for name in METRICS:
+        p = percentiles(_sample(agg.samples[name].values))
+        rows.append(
+            {
+                "metric": f"{name.upper()} (ms)",
+                "p50": fmt(p["p50"]),
+                "p90": fmt(p["p90"]),
+                "p99": fmt(p["p99"]),
+                "max": fmt(p["max"]),
+                "count": str(agg.samples[name].count),
+            }
+        )
+    thr = agg.throughput()
+    rows.append(
+        {
+            "metric": "output tokens/s",
+            "p50": fmt(thr["output_tokens_per_s"]),
+            "p90": "",
+            "p99": "",
+            "max": "",
+            "count": str(agg.tokens),
+        }
+    )
+    good = agg.goodput()
+    if good is not None:
+        rows.append(
+            {
+                "metric": "goodput (req/s, fraction)",
+                "p50": fmt(good["requests_per_s"]),
+                "p90": fmt(good["fraction"]),
+                "p99": "",
+                "max": "",
+                "count": str(agg.good),
+            }
+        )
+    lag = agg.lag.summary()
+    if lag is not None:
+        rows.append(
+            {
+                "metric": "client lateness (ms)",
+                "p50": fmt(lag["p50"]),
+                "p90": "",
+                "p99": fmt(lag["p99"]),
+                "max": fmt(lag["max"]),
+                "count": str(agg.lag.count),
+            }
+        )
+    for rule_id, n in sorted(agg.violations.items()):
+        rows.append(
+            {
+                "metric": f"violation {rule_id}",
+                "p50": "",
+                "p90": "",
+                "p99": "",
+                "max": "",
+                "count": str(n),
+            }
+        )
+    rows.append(
+        {"metric": f"live charts: {PAGE}", "p50": "", "p90": "", "p99": "", "max": "", "count": ""}
+    )
+    return rows
+
+
+def data(rt: Runtime) -> dict[str, Any]:
+    """What the chart page polls."""
+    agg = rt.collector.agg
+    # the last seconds are still filling up (a worker reports every 3 s): leave them out
+    settle = 1 if rt.role == "local" else 5
+    cutoff = int(time.time()) - settle
+    tokens = [point for point in agg.token_series()[-600:] if point[0] < cutoff]
+    return {
+        "series": list(rt.collector.series),
+        "tokens": tokens,
+        "goodput": agg.goodput(),
+        "throughput": agg.throughput(),
+        "completed": agg.completed,
+        "failed": agg.failed,
+        "violations": agg.violations,
+        "client_lag_ms": agg.lag.summary(),
+        "api": rt.settings.api,
+        "state": getattr(rt.env.runner, "state", None),
+    }
+
+
+def install(environment: Any, rt: Runtime) -> None:
+    web_ui = environment.web_ui
+    app = web_ui.app
+    rt.collector.live = True
+    blueprint = Blueprint(
+        "streamproof",
+        __name__,
+        static_folder=str(STATIC),
+        static_url_path="/static",
+        url_prefix="/streamproof",
+    )
+
+    @blueprint.route("/")
+    def page() -> Any:
+        return send_from_directory(STATIC, "streamproof.html")
+
+    @blueprint.route("/data")
+    def page_data() -> Any:
+        return app.response_class(redact(json.dumps(data(rt))), mimetype="application/json")
+
+    app.register_blueprint(blueprint)
+
+    @app.after_request
+    def extend_stats(response: Any) -> Any:
+        if request.path.endswith("/stats/requests") and response.is_json:
+            body = response.get_json()
+            body["extended_stats"] = [{"key": _TAB, "data": _table(rt)}]
+            response.set_data(redact(json.dumps(body)))
+        return response
+
+    @app.before_request
+    def api_from_form() -> None:
+        if request.method == "POST" and request.path.endswith("/swarm"):
+            api = request.form.get("api")
+            if api:
+                from .plugin import select_user_classes
+
+                interrupt = request.form.get("interrupt_users")
+                select_user_classes(environment, api, int(float(interrupt or 0)))
+
+    web_ui.template_args["extended_tabs"] = [{"title": "Streaming", "key": _TAB}]
+    web_ui.template_args["extended_tables"] = [
+        {
+            "key": _TAB,
+            "structure": [
+                {"key": "metric", "title": "Metric"},
+                {"key": "p50", "title": "p50"},
+                {"key": "p90", "title": "p90"},
+                {"key": "p99", "title": "p99"},
+                {"key": "max", "title": "max"},
+                {"key": "count", "title": "samples"},
+            ],
+        }
+    ]
+    web_ui.template_args["extended_csv_files"] = [
+        {"href": "./streamproof/", "title": "Streaming charts (live TTFT, ITL, tokens/s)"}
+    ]
+    original = web_ui.update_template_args
+
+    def update_template_args() -> None:
+        original()
+        extra = web_ui.template_args.get("extra_options") or {}
+        if "api_key" in extra:
+            extra["api_key"] = {**extra["api_key"], "default_value": ""}
+
+    web_ui.update_template_args = update_template_args
+    update_template_args()

@@ -1,0 +1,343 @@
+"""The load metrics of load-metrics.md on hand-made stamps (pure functions, no Locust), and the
+small pure parts around them: trackers, stamps parsing, options, prompts, shapes, summary."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from types import SimpleNamespace
+
+import pytest
+
+from streamproof.load.apis import build_request, request_headers, tracker_for
+from streamproof.load.args import Settings
+from streamproof.load.metrics import (
+    Aggregate,
+    LagHistogram,
+    Reservoir,
+    Slo,
+    goodput,
+    percentile,
+    percentiles,
+    request_metrics,
+)
+from streamproof.load.prompts import load_prompts
+from streamproof.load.stages import stages
+from streamproof.load.stream import StreamResult, _Exchange
+from streamproof.load.summary import SUMMARY_KEYS, build_summary, format_table
+from streamproof.sse import Event
+
+
+def rec(**kw):
+    base = {
+        "api": "openai",
+        "ok": True,
+        "aborted": False,
+        "error": None,
+        "violations": [],
+        "wall": 1000.0,
+        "sched_us": None,
+        "ttfb_us": 5_000,
+        "content_us": [],
+        "visible_us": None,
+        "end_us": None,
+        "last_us": None,
+        "dur_us": 0,
+        "tokens": 0,
+        "source": "usage",
+    }
+    base.update(kw)
+    return base
+
+
+# -- per request -------------------------------------------------------------------------------
+
+
+def test_ttft_ttfo_tpot_itl_e2e() -> None:
+    # a reasoning event at 100 ms, visible content from 110 ms, 4 events, 4 tokens, end at 150
+    r = rec(
+        content_us=[100_000, 110_000, 120_000, 130_000],
+        visible_us=110_000,
+        end_us=150_000,
+        last_us=150_000,
+        dur_us=151_000,
+        tokens=4,
+    )
+    m = request_metrics(r)
+    assert m.ttfb == 5.0
+    assert m.ttft == 100.0  # first content event of any kind
+    assert m.ttfo == 110.0  # first non-reasoning one
+    assert m.tpot == pytest.approx(10.0)  # (130 - 100) / (4 - 1)
+    assert m.itl == [10.0, 10.0, 10.0]
+    assert m.e2e == 150.0 and m.last_content == 130.0
+    assert m.tok_s == pytest.approx(4 / 0.150)
+    assert m.tok_s_decode == pytest.approx(3 / 0.030)
+
+
+def test_tpot_uses_the_token_count_and_itl_one_gap_per_chunk() -> None:
+    # 3 chunks of 2 tokens each (usage says 6): TPOT divides by N - 1, ITL has one gap per chunk
+    m = request_metrics(rec(content_us=[100_000, 120_000, 140_000], tokens=6, end_us=150_000))
+    assert m.tpot == pytest.approx(40 / 5)
+    assert m.itl == [20.0, 20.0]
+
+
+def test_e2e_falls_back_to_the_last_event_and_single_token_has_no_tpot() -> None:
+    m = request_metrics(rec(content_us=[80_000], tokens=1, end_us=None, last_us=90_000))
+    assert m.e2e == 90.0 and m.tpot is None and m.itl == []
+
+
+# -- percentiles -------------------------------------------------------------------------------
+
+
+def test_percentiles_interpolate_between_ranks() -> None:
+    samples = list(range(1, 11))  # 1..10
+    random.Random(1).shuffle(samples)
+    p = percentiles(samples)
+    assert p["p50"] == pytest.approx(5.5)
+    assert p["p90"] == pytest.approx(9.1)
+    assert p["p99"] == pytest.approx(9.91)
+    assert p["p999"] == pytest.approx(9.991)
+    assert (p["min"], p["max"], p["mean"]) == (1, 10, 5.5)
+    assert percentile([7.0], 0.99) == 7.0
+    assert percentiles([]) == dict.fromkeys(
+        ["p50", "p90", "p95", "p99", "p999", "min", "max", "mean"]
+    )
+
+
+def test_reservoir_is_exact_then_bounded() -> None:
+    r = Reservoir(cap=100)
+    r.extend([float(i) for i in range(100)])
+    assert r.exact and sorted(r.values) == [float(i) for i in range(100)]
+    for i in range(10_000):
+        r.add(float(i))
+    assert len(r.values) == 100 and r.count == 10_100 and not r.exact
+
+
+def test_lag_histogram_quantiles_and_merge() -> None:
+    a, b = LagHistogram(), LagHistogram()
+    a.add_ns([100_000] * 98)  # 0.1 ms
+    b.add_ns([3_000_000, 50_000_000])  # 3 ms, 50 ms
+    shipped = b.take()
+    shipped["buckets"] = {str(k): v for k, v in shipped["buckets"].items()}  # as msgpack carries it
+    a.merge(shipped)
+    assert a.count == 100 and b.count == 0
+    assert a.quantile_ms(0.5) == pytest.approx(0.11)  # upper edge of the 10 µs bucket
+    assert a.quantile_ms(0.99) == pytest.approx(3.01)
+    assert a.summary()["max"] == 50.0
+
+
+# -- goodput and aggregation -------------------------------------------------------------------
+
+
+def test_goodput_counts_errors_as_misses() -> None:
+    slo = Slo(ttft_ms=150, tpot_ms=12)
+    good = request_metrics(rec(content_us=[100_000, 110_000], tokens=2, end_us=120_000))
+    slow = request_metrics(rec(content_us=[200_000, 210_000], tokens=2, end_us=220_000))
+    outcomes = [(True, good), (True, good), (True, slow), (False, None)]
+    g = goodput(outcomes, slo, window_s=2.0)
+    assert g == {"slo": {"ttft_ms": 150, "tpot_ms": 12}, "requests_per_s": 1.0, "fraction": 0.5}
+    assert goodput(outcomes, Slo(), 2.0) is None
+
+
+def test_aggregate_counts_tokens_window_and_buckets() -> None:
+    agg = Aggregate(slo=Slo(e2e_ms=500))
+    agg.add(
+        rec(
+            wall=1000.0,
+            content_us=[100_000, 1_100_000],
+            tokens=10,
+            end_us=1_200_000,
+            dur_us=1_200_000,
+        )
+    )
+    agg.add(
+        rec(
+            wall=1000.5,
+            content_us=[100_000],
+            tokens=4,
+            end_us=200_000,
+            dur_us=200_000,
+            source="events",
+        )
+    )
+    agg.add(rec(wall=1001.0, ok=False, error="http.503", dur_us=10_000))
+    agg.add(rec(wall=1001.0, ok=False, error="protocol", violations=["openai.done"]))
+    agg.add(rec(wall=1001.2, aborted=True, dur_us=50_000))
+    assert (agg.completed, agg.failed, agg.aborted) == (2, 2, 1)
+    assert agg.by_error == {"http.503": 1, "protocol": 1}
+    assert agg.violations == {"openai.done": 1}
+    assert agg.tokens == 14 and agg.source == "mixed"
+    assert agg.window_s == pytest.approx(1.25)  # 1000.0 → 1001.25 (the aborted one ends last)
+    thr = agg.throughput()
+    assert thr["output_tokens_per_s"] == pytest.approx(14 / 1.25)
+    assert thr["achieved_concurrency"] == pytest.approx(1.4 / 1.25)
+    assert agg.goodput() == {
+        "slo": {"e2e_ms": 500},
+        "requests_per_s": pytest.approx(1 / 1.25),
+        "fraction": 0.25,
+    }
+    series = dict(agg.token_series())
+    assert series == {1000: 9.0, 1001: 5.0}  # 10 tokens over 2 events, 4 tokens at 1000.6
+    assert math.fsum(series.values()) == agg.tokens
+
+
+def test_summary_has_exactly_the_keys() -> None:
+    agg = Aggregate()
+    agg.add(rec(content_us=[100_000, 110_000], tokens=2, end_us=120_000, dur_us=120_000))
+    agg.lag.add_ns([200_000, 300_000])
+    s = build_summary(agg, api="openai", host="http://127.0.0.1:1/v1", users=1, cpu_max=95.0)
+    assert tuple(s) == SUMMARY_KEYS
+    assert set(s["ttft_ms"]) == {"p50", "p90", "p95", "p99", "p999", "min", "max", "mean"}
+    assert s["goodput"] is None
+    assert set(s["client_lag_ms"]) >= {"p50", "p99", "max"}
+    assert "95% CPU" in s["client_lag_ms"]["warning"]
+    assert "TTFT" in format_table(s)
+    json.dumps(s)
+
+
+# -- trackers and stamps -----------------------------------------------------------------------
+
+
+def _ev(data, t, name=None, index=0):
+    return Event(
+        json.dumps(data) if not isinstance(data, str) else data, name, None, None, index, 0, t
+    )
+
+
+def test_openai_tracker_content_events() -> None:
+    tr = tracker_for("openai")
+    chunk = lambda delta, **kw: {"choices": [{"index": 0, "delta": delta}], **kw}  # noqa: E731
+    tr.feed(
+        [
+            _ev(chunk({"role": "assistant", "content": ""}), 1),  # role only: not content
+            _ev(chunk({"reasoning_content": "hmm"}), 2),  # reasoning: content, not visible
+            _ev(chunk({"content": ""}), 3),  # empty: not content
+            _ev(chunk({"content": "Hi"}), 4),
+            _ev(chunk({"tool_calls": [{"index": 0, "function": {"arguments": "{"}}]}), 5),
+            _ev({"choices": [], "usage": {"completion_tokens": 7}}, 6),  # usage only
+            _ev("[DONE]", 7),
+        ]
+    )
+    assert tr.content_t == [2, 4, 5] and tr.visible_t == 4 and tr.first_index == 1
+    assert tr.output_tokens == (7, "usage") and tr.end_t == 7 and tr.last_t == 7
+
+
+def test_anthropic_tracker_content_events() -> None:
+    tr = tracker_for("anthropic")
+    delta = lambda d: {"type": "content_block_delta", "index": 0, "delta": d}  # noqa: E731
+    tr.feed(
+        [
+            _ev(
+                {"type": "message_start", "message": {"usage": {"output_tokens": 1}}},
+                1,
+                "message_start",
+            ),
+            _ev({"type": "ping"}, 2, "ping"),
+            _ev(delta({"type": "thinking_delta", "thinking": "hmm"}), 3, "content_block_delta"),
+            _ev(delta({"type": "input_json_delta", "partial_json": ""}), 4, "content_block_delta"),
+            _ev(delta({"type": "text_delta", "text": "Hi"}), 5, "content_block_delta"),
+            _ev(
+                {"type": "message_delta", "delta": {}, "usage": {"output_tokens": 3}},
+                6,
+                "message_delta",
+            ),
+            _ev({"type": "message_stop"}, 7, "message_stop"),
+        ]
+    )
+    assert tr.content_t == [3, 5] and tr.visible_t == 5
+    assert tr.output_tokens == (3, "usage") and tr.end_t == 7
+
+
+def test_no_usage_counts_events() -> None:
+    tr = tracker_for("openai")
+    tr.feed([_ev({"choices": [{"index": 0, "delta": {"content": "a"}}]}, 1)])
+    assert tr.output_tokens == (1, "events")
+
+
+@pytest.mark.parametrize("cut", [1, 3, 7, 11, 64, 10_000])
+def test_send_stamps_pair_with_their_events_across_reads(cut) -> None:
+    chunk = lambda i: json.dumps({"choices": [{"index": 0, "delta": {"content": f"w{i}"}}]})  # noqa: E731
+    body = b": keep-alive\n\n" + b"".join(
+        b": t=%d\r\ndata: %s\n\n" % (1000 + i, chunk(i).encode()) for i in range(20)
+    )
+    result = StreamResult("openai", tracker_for("openai"))
+    ex = _Exchange(result, None, 1 << 20, None)
+    ex.sse = True
+    read_at = {}  # event number → stamp of the read that completed it
+    for i in range(0, len(body), cut):
+        ex.t = 5000 + i
+        ex.on_body(body[i : i + cut])
+        for n in range(len(read_at), len(ex.tracker.content_t)):
+            read_at[n] = ex.t
+    assert ex.lag == [read_at[n] - (1000 + n) for n in range(20)]
+    assert result.ttft_lag_ns == read_at[0] - 1000
+    assert ex.decoder.comments == 21
+
+
+def test_request_building() -> None:
+    body = build_request("openai", "m", "hi", 5, include_usage=True)
+    assert body["stream"] and body["stream_options"] == {"include_usage": True}
+    assert "stream_options" not in build_request("openai", "m", "hi", 5, include_usage=False)
+    assert build_request("anthropic", "m", "hi", 5)["max_tokens"] == 5
+    assert request_headers("anthropic", "k")["x-api-key"] == "k"
+    assert request_headers("openai", "k")["authorization"] == "Bearer k"
+
+
+# -- options, prompts, shapes ------------------------------------------------------------------
+
+
+def test_settings_from_web_ui_strings_and_env_key(monkeypatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-from-env-0001")
+    monkeypatch.delenv("STREAMPROOF_API_KEY", raising=False)
+    options = SimpleNamespace(
+        api="anthropic",
+        api_key="",
+        max_tokens="64",
+        slo_ttft_ms="200",
+        slo_tpot_ms="",
+        validate="off",
+        idle_timeout="5",
+    )
+    s = Settings.from_options(options)
+    assert s.key_for("anthropic") == "sk-ant-from-env-0001"
+    assert s.max_tokens == 64 and s.slo == Slo(ttft_ms=200.0) and not s.validate
+    assert s.timeouts.idle == 5.0 and s.timeouts.connect == 10.0
+    assert "sk-ant" not in repr(s)
+
+
+def test_prompt_sources(tmp_path) -> None:
+    jsonl = tmp_path / "p.jsonl"
+    jsonl.write_text(
+        '{"prompt": "one"}\n"two"\n{"messages": [{"role": "user", "content": "three"}]}\n'
+    )
+    assert load_prompts("jsonl", file=str(jsonl)) == ("one", "two", "three")
+    share = tmp_path / "sg.json"
+    share.write_text(
+        json.dumps(
+            [
+                {
+                    "conversations": [
+                        {"from": "human", "value": "q1"},
+                        {"from": "gpt", "value": "a1"},
+                    ]
+                },
+                {"conversations": [{"from": "gpt", "value": "x"}]},
+            ]
+        )
+    )
+    assert load_prompts("sharegpt", file=str(share)) == ("q1",)
+    words = load_prompts("synthetic", words=30)[0].split(": ", 1)[1].split()
+    assert len(words) == 30
+    assert len(load_prompts("long")[0].split()) > 1000
+
+
+def test_shape_stages() -> None:
+    opts = SimpleNamespace(shape="step", num_users=5, step_users=2, step_time=3, run_time=20)
+    assert [(u, t) for t, u, _ in stages(opts)] == [(2, 3), (4, 6), (5, 20)]
+    opts = SimpleNamespace(shape="ramp", num_users=10, ramp_time=5, run_time=20)
+    assert stages(opts) == [(5, 10, 2.0), (20, 10, 2.0)]
+    opts = SimpleNamespace(
+        shape="spike", num_users=2, spike_users=8, spike_at=4, spike_time=2, run_time=10
+    )
+    assert [(t, u) for t, u, _ in stages(opts)] == [(4, 2), (6, 8), (10, 2)]
