@@ -23,7 +23,7 @@ def streamproof(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_run_against_the_embedded_server_passes(tmp_path: Path) -> None:
-    done = streamproof("run", "--api", "openai", cwd=tmp_path)
+    done = streamproof("run", "--api", "openai", "--no-load", cwd=tmp_path)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     report = json.loads((tmp_path / "reports" / "compliance.json").read_text())
     assert report["verdict"] == "pass"
@@ -34,7 +34,7 @@ def test_run_against_the_embedded_server_passes(tmp_path: Path) -> None:
 def test_run_with_a_fault_fails_naming_the_rule(tmp_path: Path) -> None:
     done = streamproof(
         "run", "--api", "openai", "--fault", "missing-done", "--scenario", "plain",
-        "--report-dir", "out", cwd=tmp_path,
+        "--report-dir", "out", "--no-load", cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 1
     report = json.loads((tmp_path / "out" / "compliance.json").read_text())
@@ -66,6 +66,7 @@ def test_serve_lists_every_fault(tmp_path: Path) -> None:
     assert done.returncode == 0
     listed = {line.split()[0] for line in done.stdout.splitlines() if line.strip()}
     assert set(FAULTS) <= listed
+    assert "openai.role-once, sdk.openai-accumulate" in done.stdout  # rules, not letters
 
 
 def test_transcript_round_trip_checks_the_same(tmp_path: Path) -> None:

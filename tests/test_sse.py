@@ -222,3 +222,9 @@ def test_arbitrary_bytes_never_raise(body: bytes, step: int) -> None:
         decoder.feed(body[i : i + step])
     decoder.finish()
     assert all(f.rule.startswith("sse.") for f in decoder.findings)
+
+
+def test_the_last_comment_of_a_block_rides_on_its_event() -> None:
+    events, decoder = decode_body(b": t=1\ndata: a\n\ndata: b\n\n: x\n: t=2\ndata: c\n\n")
+    assert [(e.data, e.comment) for e in events] == [("a", b" t=1"), ("b", None), ("c", b" t=2")]
+    assert decoder.comments == 3

@@ -18,6 +18,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+# httpx imports httpcore lazily and maps its exceptions through a table built on first use; if
+# httpcore were first imported inside a run that later unloads it (pytest's in-process
+# pytester runs), the table would keep stale classes and a reset would escape as a raw
+# httpcore error. Importing it with httpx keeps the two together.
+import httpcore  # noqa: F401
 import httpx
 
 from .findings import Finding, excerpt
@@ -27,7 +32,14 @@ from .sse import DEFAULT_MAX_EVENT_BYTES, Event, SSEDecoder
 __all__ = ["Capture", "Timeouts", "exchange", "load_transcript", "replay"]
 
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024  # kept for the report; decoding goes on past it
+# A compressed body is read until it inflates past this; then the exchange stops with a
+# transport.broken finding (a compression bomb). No LLM stream comes near it.
+DEFAULT_MAX_INFLATED_BYTES = 64 * 1024 * 1024
 _INFLATE_STEP = 256 * 1024
+
+
+class InflateError(Exception):
+    """A Content-Encoding body that cannot be inflated, or inflates past the bound."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +127,12 @@ def _redacted_body(body: Any) -> Any:
 
 def _transport_finding(exc: Exception, cap: Capture, timeouts: Timeouts, now: int) -> Finding:
     n = len(cap.events)
-    after = f"after {n} event(s)" if cap.t_headers is not None else "before the response headers"
+    if cap.t_headers is None:
+        after = "before the response headers"
+    elif n == 0:
+        after = "after the response headers, before any event"
+    else:
+        after = f"after {n} event(s)"
     if isinstance(exc, httpx.ConnectTimeout):
         return Finding("transport.connect", f"no connection within {timeouts.connect:g} s")
     if isinstance(exc, httpx.ConnectError):
@@ -137,6 +154,8 @@ def _transport_finding(exc: Exception, cap: Capture, timeouts: Timeouts, now: in
 
 
 def _describe(exc: Exception) -> str:
+    if isinstance(exc, InflateError):
+        return str(exc)
     text = str(exc) or type(exc).__name__
     lowered = text.lower()
     if "reset" in lowered or "peer closed" in lowered or "incomplete" in lowered:
@@ -151,15 +170,41 @@ class _Inflater:
     becomes 64 MiB. Here each step yields at most ``_INFLATE_STEP`` bytes.
     """
 
-    def __init__(self, encoding: str) -> None:
-        self._z = zlib.decompressobj(47 if encoding == "gzip" else 15)
+    def __init__(self, encoding: str, limit: int = DEFAULT_MAX_INFLATED_BYTES) -> None:
+        self._wbits = 47 if encoding == "gzip" else 15
+        self._z = zlib.decompressobj(self._wbits)
         self.encoding = encoding
+        self.limit = limit
+        self.compressed = 0
+        self.inflated = 0
 
     def steps(self, data: bytes):
+        self.compressed += len(data)
         while data:
-            out = self._z.decompress(data, _INFLATE_STEP)
+            try:
+                out = self._z.decompress(data, _INFLATE_STEP)
+            except zlib.error as exc:
+                if self.inflated == 0:
+                    raise InflateError(
+                        f"Content-Encoding {self.encoding} but the body is not "
+                        f"{self.encoding} ({exc})"
+                    ) from None
+                raise InflateError(
+                    f"the {self.encoding} body is corrupt after {self.inflated} inflated "
+                    f"bytes ({exc})"
+                ) from None
             data = self._z.unconsumed_tail
+            if self._z.eof and self._z.unused_data:  # another gzip member follows
+                data = self._z.unused_data
+                self._z = zlib.decompressobj(self._wbits)
             if out:
+                self.inflated += len(out)
+                if self.inflated > self.limit:
+                    raise InflateError(
+                        f"{self.encoding} body inflated past {self.limit // 2**20} MiB from "
+                        f"{self.compressed} compressed bytes (a compression bomb); "
+                        "reading stopped there"
+                    )
                 yield out
             elif not data:
                 break
@@ -176,6 +221,7 @@ def exchange(
     decode_sse: bool = True,
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES,
     keep_events: bool = True,
     on_events: Callable[[list[Event]], None] | None = None,
 ) -> Capture:
@@ -185,6 +231,10 @@ def exchange(
     (a wrong content type is a finding, not a reason to stop looking). ``body`` is sent as
     JSON, or as it is when it is bytes (a malformed body on purpose). ``on_events`` gets
     each batch of events as it is decoded, for validation under load.
+
+    Redirects are never followed: a 3xx is the answer (an ``http.status`` finding), so the
+    credentials in ``headers`` only ever go to ``url``'s origin. A ``Content-Encoding``
+    body is inflated a bounded step at a time and at most ``max_inflated_bytes`` in all.
     """
     cap = Capture(method, url, mask_headers(headers), body)
     decoder = SSEDecoder(max_event_bytes)
@@ -201,6 +251,7 @@ def exchange(
     response: httpx.Response | None = None
     kept: list[bytes] = []
     try:
+        # never follow a redirect: the answer is the 3xx, and the key stays with this origin
         response = client.send(request, stream=True, follow_redirects=False)
         cap.t_headers = now = time.perf_counter_ns()
         cap.status = response.status_code
@@ -211,7 +262,9 @@ def exchange(
         request.extensions["timeout"]["read"] = min(timeouts.idle, (deadline - now) / 1e9)
         sse = decode_sse and 200 <= cap.status < 300
         encoding = (response.headers.get("content-encoding") or "").strip().lower()
-        inflater = _Inflater(encoding) if encoding in ("gzip", "deflate") else None
+        inflater = (
+            _Inflater(encoding, max_inflated_bytes) if encoding in ("gzip", "deflate") else None
+        )
         for raw in response.iter_raw():
             t = time.perf_counter_ns()
             pieces = inflater.steps(raw) if inflater else (raw,)
@@ -245,7 +298,7 @@ def exchange(
         else:
             cap.findings.append(_transport_finding(exc, cap, timeouts, now))
         cap.error = cap.findings[-1].message
-    except (httpx.HTTPError, zlib.error, OSError) as exc:
+    except (httpx.HTTPError, InflateError, zlib.error, OSError) as exc:
         cap.findings.append(_transport_finding(exc, cap, timeouts, time.perf_counter_ns()))
         cap.error = cap.findings[-1].message
     finally:

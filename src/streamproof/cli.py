@@ -1,16 +1,26 @@
-"""``streamproof``: run the suite, serve the reference server, check a recorded stream, list rules.
+"""``streamproof``: run the suite, serve the reference server, check a recorded stream, list rules,
+render and compare reports.
 
-Exit statuses of ``run`` and ``check``: 0 when every MUST rule passed, 1 when one failed, 2 when
-the endpoint could not be reached or the run itself failed.
+``streamproof run`` does the whole job: the conformance suite (pytest, in this process), a
+short load run (``--no-load`` to skip it), then every report into ``--report-dir``:
+``compliance.json``, ``compliance.md``, ``index.html``, ``junit.xml`` (and Allure results
+with ``--alluredir``, passed on to pytest).
+
+Exit statuses of ``run`` and ``check``: 0 when every MUST rule passed, 1 when one failed (or,
+with ``--strict``, a SHOULD rule warned), 2 when the endpoint could not be reached or the run
+itself failed. ``diff``: 1 when something regressed, 2 when a report cannot be read.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from . import __version__
 from .rules import catalogue
@@ -32,7 +42,11 @@ _RUN_OPTIONS = (
     "fault",
     "anthropic-auth",
 )
-_MARK = {"pass": "ok", "fail": "FAIL", "warn": "warn", "skip": "skip"}
+# streamproof run's own names for plugin options whose pytest names would clash with pytest's
+_RENAMED = {"select": "select-rules", "ignore": "ignore-rules", "config": "streamproof-config"}
+_MARK = {"pass": "ok", "fail": "FAIL", "warn": "warn", "skip": "skip", "waived": "waived"}
+DEFAULT_LOAD_DURATION = "10s"
+DEFAULT_LOAD_USERS = 4
 
 
 def suite_dir() -> Path:
@@ -43,29 +57,135 @@ def suite_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "conformance"
 
 
+def _option_value(extra: list[str], *names: str) -> str | None:
+    """The value of a pytest option passed through (``--name V`` or ``--name=V``)."""
+    for i, arg in enumerate(extra):
+        for name in names:
+            if arg.startswith(name + "="):
+                return arg.split("=", 1)[1]
+            if arg == name and i + 1 < len(extra):
+                return extra[i + 1]
+    return None
+
+
 def _cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     import pytest
 
+    report_dir = Path(args.report_dir or "reports")
     argv = [str(suite_dir()), "-q", "-p", "no:cacheprovider", "--no-header", "-rN"]
     for name in _RUN_OPTIONS:
         value = getattr(args, name.replace("-", "_"))
         if value is not None:
             argv += [f"--{name}", str(value)]
+    for name, plugin_name in _RENAMED.items():
+        value = getattr(args, name)
+        if value:
+            argv += [f"--{plugin_name}", ",".join(value) if isinstance(value, list) else value]
     if args.strict:
         argv.append("--strict")
+    junit = _option_value(extra, "--junitxml", "--junit-xml")
+    if junit is None:
+        junit = str(report_dir / "junit.xml")
+        argv.append(f"--junitxml={junit}")
+    report_path = report_dir / "compliance.json"
+    with contextlib.suppress(FileNotFoundError):
+        report_path.unlink()  # never mistake an earlier run's report for this one's
     code = pytest.main(argv + extra)
-    report_path = Path(args.report_dir or "reports") / "compliance.json"
     report = json.loads(report_path.read_text("utf-8")) if report_path.exists() else None
-    if report is not None:
-        connect = next(r for r in report["rules"] if r["id"] == "transport.connect")
-        if connect["outcome"] == "fail" and code == 2:
-            return 2  # pytest already printed the one line that says why
+    if report is not None and report["verdict"] == "error" and code == 2:
+        return 2  # pytest already printed the one line that says why
     if report is None or code not in (0, 1):
         print(f"streamproof: the run failed (pytest exit status {int(code)})", file=sys.stderr)
         return 2
+    load_failed = False
+    if not args.no_load:
+        load_failed = not attach_load_run(report, args, report_dir)
+    from .reporting import write_reports
+    from .reporting.load import read_load
+
+    load = read_load(report_dir / "load") if report.get("load") else None
+    paths = write_reports(report_dir, report, load)
     _print_table(report)
-    print(f"\nreport: {report_path}")
+    print(f"\nHTML report: {paths['html']}")
+    print(f"also: {paths['json']} · {paths['markdown']} · {junit}")
+    if load_failed:
+        print("streamproof: the load run failed; see above", file=sys.stderr)
+        return 2
     return 1 if report["verdict"] == "fail" else 0
+
+
+@contextlib.contextmanager
+def _environ(**values: str | None) -> Iterator[None]:
+    """Set environment variables for the duration (the load run reads its key from there)."""
+    saved = {k: os.environ.get(k) for k in values}
+    try:
+        for k, v in values.items():
+            if v is not None:
+                os.environ[k] = v
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def load_arguments(args: argparse.Namespace, report_dir: Path) -> list[str]:
+    """The ``streamproof load`` command line of the load run that follows the suite."""
+    apis = {"all": "mixed", "openai": "openai", "anthropic": "anthropic"}
+    argv = [
+        "--duration", args.load_duration,
+        "--users", str(args.load_users),
+        "--api", apis.get(args.api or "all", "mixed"),
+        "--summary-json", str(report_dir / "load" / "summary.json"),
+    ]  # fmt: skip
+    if args.base_url:
+        argv += ["--host", args.base_url]
+    if args.model:
+        argv += ["--model", args.model]
+    if args.fault:
+        argv += ["--fault", args.fault]
+    for name in ("connect-timeout", "first-byte-timeout", "idle-timeout", "total-timeout"):
+        value = getattr(args, name.replace("-", "_"))
+        if value is not None:
+            argv += [f"--{name}", str(value)]
+    return argv
+
+
+def run_load(args: argparse.Namespace, report_dir: Path) -> int:
+    """The short load run of ``streamproof run``: ``streamproof.load.cli.run`` (Locust in a
+    child process) writing ``<report-dir>/load/``. Returns its exit status (2: no summary)."""
+    try:
+        from .load import cli as load_cli
+    except ImportError as exc:
+        print(f"streamproof: the load run is not available ({exc})", file=sys.stderr)
+        return 2
+    parser = argparse.ArgumentParser(prog="streamproof load", add_help=False)
+    load_cli.add_arguments(parser)
+    namespace = parser.parse_args(load_arguments(args, report_dir))
+    print(f"\n— load run: {args.load_duration}, {args.load_users} users —", flush=True)
+    key = args.api_key if args.base_url else None
+    with _environ(STREAMPROOF_API_KEY=key):
+        return int(load_cli.run(namespace))
+
+
+def attach_load_run(report: dict[str, Any], args: argparse.Namespace, report_dir: Path) -> bool:
+    """Run the load test and put its summary into ``report["load"]``; False if it failed."""
+    from .reporting.load import load_section, read_load
+
+    status = run_load(args, report_dir)
+    data = read_load(report_dir / "load") if status != 2 else None
+    if data is None:
+        return False
+    report["load"] = load_section(
+        data,
+        report_dir,
+        duration=args.load_duration,
+        users=args.load_users,
+        exit_status=status,
+    )
+    return True
 
 
 def _print_table(report: dict) -> None:
@@ -76,24 +196,65 @@ def _print_table(report: dict) -> None:
             counts[s["outcome"]] = counts.get(s["outcome"], 0) + 1
         seen = " ".join(f"{k}:{v}" for k, v in sorted(counts.items())) or "-"
         print(f"{_MARK[entry['outcome']]:7} {entry['level']:6} {entry['id']:32} {seen}")
-        if entry["outcome"] in ("fail", "warn") and entry["message"]:
+        if entry["outcome"] in ("fail", "warn", "waived") and entry["message"]:
             print(f"{'':15}{entry['message']}")
+        if entry["outcome"] == "waived" and entry.get("waiver"):
+            print(f"{'':15}waived: {entry['waiver']['reason']}")
     s = report["summary"]
     print(
         f"\n{s['rules']} rules: {s['pass']} passed, {s['fail']} failed, {s['warn']} warned, "
-        f"{s['skip']} skipped — verdict {report['verdict'].upper()}"
+        f"{s.get('waived', 0)} waived, {s['skip']} skipped — verdict {report['verdict'].upper()}"
     )
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from .reporting import write_reports
+    from .reporting.compliance import read_report
+    from .reporting.load import load_section, read_load
+
+    report_dir = Path(args.report_dir)
+    try:
+        report = read_report(report_dir / "compliance.json")
+    except ValueError as exc:
+        print(f"streamproof: {exc}", file=sys.stderr)
+        return 2
+    load_dir = Path(args.load_dir) if args.load_dir else report_dir / "load"
+    load = None if args.no_load else read_load(load_dir)
+    if load is not None:
+        report["load"] = load_section(load, report_dir, **(report.get("load") or {}).get("run", {}))
+    elif args.no_load:
+        report["load"] = None
+    paths = write_reports(report_dir, report, load)
+    print(f"HTML report: {paths['html']}")
+    return 0
+
+
+def _cmd_diff(args: argparse.Namespace) -> int:
+    from .reporting.compliance import read_report
+    from .reporting.diff import diff_reports, format_diff, parse_threshold
+
+    try:
+        threshold = parse_threshold(args.threshold)
+        old, new = read_report(Path(args.old)), read_report(Path(args.new))
+    except ValueError as exc:
+        print(f"streamproof: {exc}", file=sys.stderr)
+        return 2
+    diff = diff_reports(old, new, threshold)
+    if args.format == "json":
+        print(json.dumps(diff.as_dict(), indent=2))
+    else:
+        print(format_diff(diff, markdown=args.format == "markdown"))
+    return 1 if diff.regressed else 0
 
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from .server import DEFAULT_API_KEY, Timing, fault_table, run_server
 
     if args.list_faults:
-        rows = fault_table()
-        for row in rows:
-            print(
-                f"{row['name']:26} {row['api']:9} {','.join(row['rules']):40} {row['description']}"
-            )
+        for row in fault_table():
+            rules = row["rules"] or "(valid edge: trips nothing)"
+            print(f"{row['name']:36} {row['api']:9} {row['scenario']:14} {rules}")
+            print(f"{'':36} {row['description']}")
         return 0
     timing = Timing(
         ttft_ms=args.ttft_ms, gap_ms=args.gap_ms, tokens_per_chunk=args.tokens_per_chunk
@@ -152,6 +313,25 @@ def _parser() -> argparse.ArgumentParser:
     for name in _RUN_OPTIONS:
         run.add_argument(f"--{name}")
     run.add_argument("--strict", action="store_true", help="fail on SHOULD findings too")
+    run.add_argument("--select", action="append", metavar="RULES",
+                     help="check only these rules: ids, groups, APIs or patterns "
+                     "(comma-separated, repeatable)")  # fmt: skip
+    run.add_argument("--ignore", action="append", metavar="RULES",
+                     help="never check these rules (same forms as --select)")  # fmt: skip
+    run.add_argument("--config", help="streamproof.toml (select, ignore, [waivers]); default "
+                     "./streamproof.toml, else [tool.streamproof] in ./pyproject.toml")  # fmt: skip
+    run.add_argument("--no-load", action="store_true", help="skip the load run")
+    run.add_argument(
+        "--load-duration",
+        default=DEFAULT_LOAD_DURATION,
+        help=f"length of the load run (default {DEFAULT_LOAD_DURATION})",
+    )
+    run.add_argument(
+        "--load-users",
+        type=int,
+        default=DEFAULT_LOAD_USERS,
+        help=f"concurrent users of the load run (default {DEFAULT_LOAD_USERS})",
+    )
 
     serve = sub.add_parser("serve", help="run the reference server")
     serve.add_argument("--host", default="127.0.0.1")
@@ -168,8 +348,40 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--request", help="JSON file with the request body that produced it")
     check.add_argument("--json", action="store_true", help="one JSON finding per line")
 
+    try:
+        from .load.cli import add_arguments as add_load_arguments
+    except ImportError:  # pragma: no cover - the load package ships with streamproof
+        add_load_arguments = None
+    if add_load_arguments is not None:
+        load = sub.add_parser(
+            "load",
+            help="load test (Locust, headless): TTFT, inter-token latency, throughput",
+            description="A headless Locust run; writes reports/load/summary.json and more.",
+        )
+        add_load_arguments(load)
+
     rules = sub.add_parser("rules", help="list the rule catalogue")
     rules.add_argument("--json", action="store_true")
+
+    report = sub.add_parser(
+        "report",
+        help="render compliance.md and index.html again from compliance.json (and load/)",
+    )
+    report.add_argument("--report-dir", default="reports")
+    report.add_argument("--load-dir", help="a load run's directory (default REPORT_DIR/load)")
+    report.add_argument("--no-load", action="store_true", help="leave any load run out")
+
+    diff = sub.add_parser(
+        "diff", help="compare two compliance.json files: regressed, fixed and changed rules"
+    )
+    diff.add_argument("old", help="the baseline compliance.json")
+    diff.add_argument("new", help="the compliance.json to judge")
+    diff.add_argument(
+        "--threshold",
+        default="10%",
+        help="relative change of a load metric that counts (default 10%%)",
+    )
+    diff.add_argument("--format", choices=("text", "markdown", "json"), default="text")
     return parser
 
 
@@ -185,6 +397,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_serve(args)
         if args.command == "check":
             return _cmd_check(args)
+        if args.command == "report":
+            return _cmd_report(args)
+        if args.command == "load":
+            from .load.cli import run as run_load_command
+
+            return int(run_load_command(args))
+        if args.command == "diff":
+            return _cmd_diff(args)
         return _cmd_rules(args)
     except KeyboardInterrupt:
         return 130

@@ -42,6 +42,9 @@ _MODULES = {"openai": "openai_chat", "anthropic": "anthropic_messages"}
 _VALIDATORS = {"openai": "OpenAIChatValidator", "anthropic": "AnthropicMessagesValidator"}
 _PATHS = {"openai": "/chat/completions", "anthropic": "/messages"}
 _BAD_KEY = "sk-streamproof-invalid-key-0000000000"
+# The SDK replay costs ~0.6 ms an event (pydantic models per chunk): past this many events
+# it is skipped, so that a flood of events cannot stretch a run far past its time bounds.
+SDK_MAX_EVENTS = 20_000
 # Statuses with which an endpoint says "I don't do that": the scenario is then skipped.
 _UNSUPPORTED = (400, 404, 405, 422, 501)
 _TRANSPORT = (
@@ -151,8 +154,15 @@ def check_capture(
     request: Mapping[str, Any] | None = None,
     expect: frozenset[str] = frozenset(),
 ) -> tuple[list[Finding], set[str], StreamValidator]:
-    """Validate a streamed answer: HTTP checks, wire findings, protocol state machine."""
+    """Validate a streamed answer: HTTP checks, wire findings, protocol state machine.
+
+    A non-2xx answer is judged by ``http.status`` alone: there is no stream to hold to the
+    protocol, and "no [DONE]" would only restate the status.
+    """
     validator = validator_for(api, request, expect)
+    if cap.status is not None and not 200 <= cap.status < 300:
+        http_findings, checked = check_http(cap.status, cap.content_type, cap.t_send, [])
+        return http_findings + cap.findings, checked | set(_TRANSPORT), validator
     validator.feed(cap.events)
     # a transport failure or the size bound ended the body early: the validator must not
     # restate that as a missing [DONE] or message_stop
@@ -219,7 +229,14 @@ class Runner:
                 return result
             found, checked, validator = check_capture(scenario.api, cap, body, scenario.expect)
             result.message = validator.message()
-            if scenario.sdk and cap.status == 200 and cap.error is None:
+            # the SDK replays the kept body: only when it was kept whole (not past the cap)
+            # and decoded to its end (not stopped by the size bound); not for a flood
+            whole = (
+                len(cap.body) >= cap.body_size
+                and len(cap.events) <= SDK_MAX_EVENTS
+                and not any(f.rule == "sse.max-event" for f in cap.findings)
+            )
+            if scenario.sdk and cap.status == 200 and cap.error is None and whole:
                 from .sdk_replay import compare_with_sdk
 
                 found += compare_with_sdk(

@@ -2,8 +2,11 @@
 
 Thin on purpose: scenarios run through :mod:`streamproof.engine`; this module only turns
 their outcomes into pytest outcomes (MUST → failure, SHOULD → warning unless ``--strict``,
-missing occasion → skip with the reason) and writes ``compliance.json`` at the end.
-Options resolve command line > environment > ini, as pytest-base-url does.
+missing occasion → skip with the reason, waived → xfail with the reason) and hands the
+outcomes to :mod:`streamproof.reporting`, which writes ``compliance.json``,
+``compliance.md`` and ``index.html`` at the end, polishes ``--junitxml`` and, with
+``--alluredir``, describes each check to Allure. Options resolve command line > environment
+> ini, as pytest-base-url does.
 """
 
 from __future__ import annotations
@@ -17,9 +20,15 @@ from typing import Any
 import pytest
 
 from .capture import Timeouts
-from .engine import Runner, ScenarioResult, Target, outcome
+from .engine import RuleOutcome, Runner, ScenarioResult, Target, outcome
 from .redact import redact
+from .reporting import write_reports
+from .reporting.allure_results import allure_active, annotate
 from .reporting.compliance import ComplianceLog
+from .reporting.config import ConfigError, load_config, selected_rules, split_tokens
+from .reporting.evidence import transcript
+from .reporting.junit import JUnitCase, polish_junit
+from .rules import rule
 from .scenarios import Scenario, scenarios_for
 
 # The hooks and the fixture are re-exported by the suite's conftest.py.
@@ -50,6 +59,9 @@ class RuleCase:
     @property
     def id(self) -> str:
         return f"{self.scenario.api}/{self.scenario.name}/{self.rule_id}"
+
+    def __repr__(self) -> str:  # stable across runs (Allure's history id is built from it)
+        return self.id
 
 
 # name, env var, help, default, type
@@ -104,6 +116,28 @@ _OPTIONS: list[tuple[str, str | None, str, Any, type]] = [
         "x-api-key",
         str,
     ),
+    (
+        "select-rules",
+        "STREAMPROOF_SELECT",
+        "check only these rules: ids, groups, APIs or patterns (openai.usage-*), comma-separated",
+        None,
+        str,
+    ),
+    (
+        "ignore-rules",
+        "STREAMPROOF_IGNORE",
+        "never check these rules (same forms as --select-rules)",
+        None,
+        str,
+    ),
+    (
+        "streamproof-config",
+        "STREAMPROOF_CONFIG",
+        "config file with select, ignore and [waivers] (default: ./streamproof.toml, else "
+        "[tool.streamproof] in ./pyproject.toml)",
+        None,
+        str,
+    ),
 ]
 
 
@@ -146,16 +180,29 @@ class Conformance:
             "STREAMPROOF_STRICT", ""
         ).lower() in ("1", "true", "yes")
         self.report_dir = Path(_option(config, "report-dir"))
-        self.log = ComplianceLog(self.apis)
+        try:
+            settings = load_config(_option(config, "streamproof-config"))
+            self.settings = settings.with_overrides(
+                split_tokens(_option(config, "select-rules")),
+                split_tokens(_option(config, "ignore-rules")),
+            )
+            self.rules = selected_rules(self.settings)
+        except ConfigError as exc:
+            raise pytest.UsageError(str(exc)) from None
+        self.scenarios = [n for n in (_option(config, "scenario") or "").split(",") if n]
+        self.log = ComplianceLog(self.apis, rules=self.rules, waivers=self.settings.waivers)
         self.server: Any = None
         self._runner: Runner | None = None
         self.embedded = not _option(config, "base-url")
+        self.faults: list[str] = []
+        self.checked: dict[str, tuple[RuleCase, str, RuleOutcome]] = {}
 
     def target(self) -> Target:
         base_url = _option(self.config, "base-url")
         key = _option(self.config, "api-key")
         model = _option(self.config, "model")
         faults = [f for f in (_option(self.config, "fault") or "").split(",") if f]
+        self.faults = faults
         if base_url is None:
             from .server import DEFAULT_API_KEY, DEFAULT_MODEL, ReferenceServer
 
@@ -194,17 +241,28 @@ class Conformance:
     def check(self, case: RuleCase) -> None:
         scenario_result = self.runner.result(case.scenario)
         self._stop_if_unreachable(scenario_result)
+        self.log.add_scenario(scenario_result)
         result = outcome(scenario_result, case.rule_id)
-        self.log.add(case.rule_id, case.scenario.id, result)
-        detail = f"{result.message}\n{result.excerpt}" if result.excerpt else result.message
-        if result.outcome == "fail":
+        wide = None
+        if result.finding is not None and scenario_result.capture is not None:
+            wide = transcript(scenario_result.capture, result.finding.event)
+        final = self.log.add(case.rule_id, case.scenario.id, result, wide)
+        self.checked[case.id] = (case, final, result)
+        waiver = self.settings.waivers.get(case.rule_id)
+        if allure_active(self.config):
+            target = self.runner.target
+            annotate(rule(case.rule_id), scenario_result, result, final, target, waiver, wide)
+        detail = redact(f"{result.message}\n{result.excerpt}" if result.excerpt else result.message)
+        if final == "waived":
+            pytest.xfail(f"waived: {waiver} | {detail}")
+        elif final == "fail":
             pytest.fail(detail, pytrace=False)
-        elif result.outcome == "warn":
+        elif final == "warn":
             if self.strict:
                 pytest.fail(detail + "\n(SHOULD rule; failing because of --strict)", pytrace=False)
             warnings.warn(StreamproofWarning(detail), stacklevel=1)
-        elif result.outcome == "skip":
-            pytest.skip(result.message)
+        elif final == "skip":
+            pytest.skip(redact(result.message))
 
     def _stop_if_unreachable(self, result: ScenarioResult) -> None:
         """Nothing ever connected: one clear line and exit status 2, not hundreds of failures."""
@@ -216,34 +274,73 @@ class Conformance:
             self.log.add(
                 "transport.connect", result.scenario.id, outcome(result, "transport.connect")
             )
-            pytest.exit(
+            line = (
                 f"streamproof: cannot reach {redact(self.runner.target.base_url)}: "
-                f"{refused[0].message}",
-                returncode=2,
+                f"{refused[0].message}"
             )
+            self.log.error = line.removeprefix("streamproof: ")
+            pytest.exit(line, returncode=2)
 
     def finish(self) -> dict[str, Any] | None:
         if self._runner is None:
             return None
         target = self._runner.target
-        report = self.log.write(
-            self.report_dir / "compliance.json",
+        report = self.log.build(
             {
                 "base_url": target.base_url,
                 "model": target.model,
                 "apis": list(self.apis),
                 "embedded": self.embedded,
+                "faults": self.faults,
             },
             {
                 "strict": self.strict,
                 "timeouts": asdict(target.timeouts),
                 "max_event_bytes": target.max_event_bytes,
+                "scenarios": self.scenarios or None,
+                "select": list(self.settings.select),
+                "ignore": list(self.settings.ignore),
+                "config": self.settings.path,
+                "waivers": dict(self.settings.waivers),
             },
         )
+        write_reports(self.report_dir, report)
         self._runner.close()
         if self.server is not None:
             self.server.stop()
         return report
+
+    def polish_junit(self) -> None:
+        """Readable names and the rule's facts in pytest's ``--junitxml`` file."""
+        path = self.config.getoption("xmlpath", None)
+        if not path or not self.checked:
+            return
+        cases = {}
+        for case_id, (case, final, result) in self.checked.items():
+            r = rule(case.rule_id)
+            props = [
+                ("rule", r.id),
+                ("level", r.level),
+                ("group", r.group),
+                ("api", case.scenario.api),
+                ("scenario", case.scenario.id),
+                ("outcome", final),
+                ("title", r.title),
+                ("source", r.source),
+            ]
+            waiver = self.settings.waivers.get(r.id)
+            if final == "waived" and waiver:
+                props.append(("waiver", waiver))
+            out = None
+            if final == "warn" or (final == "pass" and result.finding is not None):
+                out = result.message + ("\n" + result.excerpt if result.excerpt else "")
+            cases[case_id] = JUnitCase(
+                classname=f"streamproof.{case.scenario.api}.{case.scenario.name}",
+                name=r.id,
+                properties=tuple(props),
+                system_out=out,
+            )
+        polish_junit(Path(path), cases)
 
 
 _KEY = pytest.StashKey[Conformance]()
@@ -266,7 +363,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         if unknown:
             raise pytest.UsageError(f"--scenario: unknown scenario(s) {', '.join(sorted(unknown))}")
         selected = [s for s in selected if s.name in wanted]
-    cases = [RuleCase(scenario, rule_id) for scenario in selected for rule_id in scenario.rules]
+    cases = [
+        RuleCase(scenario, rule_id)
+        for scenario in selected
+        for rule_id in scenario.rules
+        if rule_id in conformance.rules
+    ]
     metafunc.parametrize("rule_case", cases, ids=[c.id for c in cases])
 
 
@@ -282,10 +384,13 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     return [f"streamproof: {redact(where)} · api {', '.join(conformance.apis)}"]
 
 
+@pytest.hookimpl(trylast=True)  # after pytest's junitxml has written its file
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    report = session.config.stash[_KEY].finish()
+    conformance = session.config.stash[_KEY]
+    report = conformance.finish()
     if report is not None:
         session.config.stash[_REPORT] = report
+    conformance.polish_junit()
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
@@ -295,13 +400,14 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     tr = terminalreporter
     tr.section("streamproof compliance")
     for entry in report["rules"]:
-        if entry["outcome"] in ("fail", "warn"):
+        if entry["outcome"] in ("fail", "warn", "waived"):
             tr.write_line(
-                f"{entry['outcome'].upper():5} {entry['level']:6} {entry['id']}: {entry['message']}"
+                f"{entry['outcome'].upper():6} {entry['level']:6} {entry['id']}: {entry['message']}"
             )
     s = report["summary"]
+    report_dir = config.stash[_KEY].report_dir
     tr.write_line(
         f"{s['rules']} rules: {s['pass']} passed, {s['fail']} failed, {s['warn']} warned, "
-        f"{s['skip']} skipped · verdict {report['verdict'].upper()} · "
-        f"{config.stash[_KEY].report_dir / 'compliance.json'}"
+        f"{s['waived']} waived, {s['skip']} skipped · verdict {report['verdict'].upper()} · "
+        f"{report_dir / 'index.html'}"
     )

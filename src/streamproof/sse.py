@@ -32,10 +32,12 @@ class Event:
     WHATWG type then defaults to ``message``, see :attr:`type`). ``t`` is the
     ``perf_counter_ns`` stamp of the read that completed the event; ``offset`` is the byte
     offset in the body where the event's first line starts; ``index`` counts dispatched
-    events from 0.
+    events from 0. ``comment`` is the last comment line of the event's block (without the
+    colon), or None: WHATWG clients ignore comments, but the reference server puts its send
+    stamp there (``: t=<ns>``) for load tests that measure their own lateness.
     """
 
-    __slots__ = ("data", "id", "index", "name", "offset", "retry", "t")
+    __slots__ = ("comment", "data", "id", "index", "name", "offset", "retry", "t")
 
     def __init__(
         self,
@@ -46,6 +48,7 @@ class Event:
         index: int,
         offset: int,
         t: int,
+        comment: bytes | None = None,
     ) -> None:
         self.data = data
         self.name = name
@@ -54,6 +57,7 @@ class Event:
         self.index = index
         self.offset = offset
         self.t = t
+        self.comment = comment
 
     @property
     def type(self) -> str:
@@ -103,6 +107,8 @@ class SSEDecoder:
         self.last_event_id: str | None = None
         self.bytes_seen = 0
         self._buf = b""  # the incomplete last line
+        self._more: list[bytes] = []  # reads without a line end, after _buf (a long line)
+        self._more_size = 0
         self._buf_pos = 0  # body offset of _buf[0]
         self._at_start = True  # BOM not yet decided
         self._cr_pending = False  # the previous chunk ended with CR
@@ -114,6 +120,7 @@ class SSEDecoder:
         self._data: list[bytes] = []
         self._data_size = 0
         self._name: bytes | None = None
+        self._comment: bytes | None = None  # the block's last comment line
         self._meta = False  # an id: or retry: field in this block
         self._start = -1  # offset of the block's first line
         self._retry: int | None = None
@@ -140,7 +147,22 @@ class SSEDecoder:
                 if not chunk:
                     return []
         if self._buf:
-            buf = self._buf + chunk
+            if 10 not in chunk and 13 not in chunk:
+                # still inside a long line: keep the piece, join once when the line ends
+                # (joining on every read would copy a 16 MiB line hundreds of times)
+                self._more.append(chunk)
+                self._more_size += len(chunk)
+                if len(self._buf) + self._more_size > self.max_event_bytes:
+                    self._too_big(
+                        f"a line passed {self.max_event_bytes} bytes without ending", self._buf
+                    )
+                return []
+            if self._more:
+                buf = b"".join((self._buf, *self._more, chunk))
+                self._more = []
+                self._more_size = 0
+            else:
+                buf = self._buf + chunk
             base = self._buf_pos
         else:
             buf = chunk
@@ -171,7 +193,7 @@ class SSEDecoder:
                 Finding("sse.utf8", "the body ends inside a UTF-8 sequence", self._count)
             )
         if not self.stopped and (self._buf or self._data or self._name is not None):
-            tail = self._buf or b"\n".join(self._data)
+            tail = self._buf[:400] or b"\n".join(self._data)[:400]
             self.findings.append(
                 Finding(
                     "sse.terminated",
@@ -186,6 +208,7 @@ class SSEDecoder:
                 Finding("sse.comments", f"{self.comments} comment line(s) (keep-alives)")
             )
         self._buf = b""
+        self._more = []
         self._data = []
         self._name = None
         self.stopped = True
@@ -238,6 +261,7 @@ class SSEDecoder:
     def _line(self, line: bytes, pos: int) -> None:
         if line[0] == _COLON:
             self.comments += 1
+            self._comment = line[1:]
             return
         name, _, value = line.partition(b":")
         if value[:1] == b" ":
@@ -284,12 +308,14 @@ class SSEDecoder:
                 self._count,
                 self._start,
                 t,
+                self._comment,
             )
         )
         self._count += 1
         self._reset()
 
     def _reset(self) -> None:
+        self._comment = None
         self._data = []
         self._data_size = 0
         self._name = None
@@ -358,6 +384,7 @@ class SSEDecoder:
         self.findings.append(Finding("sse.max-event", message, self._count, excerpt(sample[:80])))
         self.stopped = True
         self._buf = b""
+        self._more = []
         self._data = []
 
 

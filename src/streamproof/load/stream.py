@@ -58,7 +58,7 @@ import httptools
 from ..capture import Timeouts
 from ..findings import Finding
 from ..redact import redact
-from ..sse import DEFAULT_MAX_EVENT_BYTES, SSEDecoder
+from ..sse import DEFAULT_MAX_EVENT_BYTES, Event, SSEDecoder
 from ..validators.base import StreamValidator, check_http
 from .apis import PATHS, StreamTracker
 
@@ -82,37 +82,6 @@ class _Fail(Exception):
 
 class _Stale(Exception):
     """A reused keep-alive connection was closed by the server before answering."""
-
-
-class _StampedDecoder(SSEDecoder):
-    """The engine's decoder, also keeping the reference server's send stamps: a
-    ``: t=<perf_counter_ns>`` comment line in an event's block is that event's send time
-    (``event_stamps``: event index → stamp). The decoder splits the lines (CR/LF, lines cut
-    across reads); this only looks at comment lines and at dispatch."""
-
-    def __init__(self, max_event_bytes: int) -> None:
-        super().__init__(max_event_bytes)
-        self.event_stamps: dict[int, int] = {}
-        self._stamp: int | None = None
-
-    def _line(self, line: bytes, pos: int) -> None:
-        if line[0] == 58 and line.startswith(b": t="):  # 58: ":"
-            self.comments += 1
-            with contextlib.suppress(ValueError):
-                self._stamp = int(line[4:])
-            return
-        SSEDecoder._line(self, line, pos)
-
-    def _dispatch(self, out: list[Any], t: int) -> None:
-        stamp = self._stamp
-        if stamp is None:
-            SSEDecoder._dispatch(self, out, t)
-            return
-        self._stamp = None
-        count = len(out)
-        SSEDecoder._dispatch(self, out, t)
-        if len(out) > count:
-            self.event_stamps[out[-1].index] = stamp
 
 
 @dataclass(slots=True)
@@ -223,7 +192,7 @@ class _Exchange:
         self.result = result
         self.tracker = result.tracker
         self.validator = validator
-        self.decoder = _StampedDecoder(max_event_bytes)
+        self.decoder = SSEDecoder(max_event_bytes)
         self.headers: dict[str, str] = {}
         self.t = 0
         self.done = False
@@ -361,21 +330,24 @@ class _Exchange:
         found = tracker.feed(events)
         if self.validator is not None:
             self.validator.feed(events)
-        stamped = decoder.event_stamps
-        if stamped:
-            lag = self.lag
-            if lag is None:
-                lag = self.lag = []
-            first = tracker.first_index
-            for event in events:
-                stamp = stamped.pop(event.index, None)
-                if stamp is not None:
-                    late = event.t - stamp
+        if events[-1].comment is not None:  # the reference server's send stamps
+            self._lateness(events, tracker.first_index)
+        if found and self.abort_after is not None and len(tracker.content_t) >= self.abort_after:
+            self.aborting = True
+
+    def _lateness(self, events: list[Event], first: int) -> None:
+        """Receive minus send stamp (``: t=<ns>`` before each event) per stamped event."""
+        lag = self.lag
+        if lag is None:
+            lag = self.lag = []
+        for event in events:
+            comment = event.comment
+            if comment is not None and comment.startswith(b" t="):
+                with contextlib.suppress(ValueError):
+                    late = event.t - int(comment[3:])
                     lag.append(late)
                     if event.index == first:
                         self.result.ttft_lag_ns = late
-        if found and self.abort_after is not None and len(tracker.content_t) >= self.abort_after:
-            self.aborting = True
 
     def on_message_complete(self) -> None:
         self.done = True

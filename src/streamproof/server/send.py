@@ -32,6 +32,7 @@ __all__ = [
     "DATA",
     "EVENT",
     "HEAD",
+    "REPEAT",
     "RESET",
     "STALL",
     "WIRE",
@@ -44,10 +45,13 @@ __all__ = [
 # Frame kinds. EVENT is one serialised SSE event (stamped when stamps are on); DATA is other
 # body bytes; both go through the body framing (a chunk each, or raw under Content-Length).
 # HEAD writes the status line and headers. WIRE bytes bypass the framing (to break it).
+# REPEAT is body bytes sent many times (``repeat(block, count)``): a body far larger than
+# memory, written a piece at a time as the socket drains (a hostile endpoint's 100 MB line).
 EVENT: Final = 0
 DATA: Final = 1
 HEAD: Final = 2
 WIRE: Final = 3
+REPEAT: Final = 7
 # Control: STALL stops sending and keeps the connection open (until the client leaves or the
 # cap); RESET aborts the connection with a TCP RST; CLOSE closes it (FIN) mid-response.
 STALL: Final = 4
@@ -60,6 +64,7 @@ _SLOT_S: Final = _SLOT_NS / 1e9
 _SAME_CLOCK_S: Final = 0.002
 _log = logging.getLogger("streamproof.server")
 _TERMINATOR: Final = b"0\r\n\r\n"
+_REPEAT_HIGH: Final = 1024 * 1024  # REPEAT writes while the write buffer is under this
 _LINGER_RST: Final = struct.pack("ii", 1, 0)
 
 
@@ -67,6 +72,11 @@ class Frame(NamedTuple):
     at: int  # ns after the request
     data: bytes
     kind: int = EVENT
+
+
+def repeat(at: int, block: bytes, count: int) -> Frame:
+    """A REPEAT frame: ``block`` sent ``count`` times, without ever holding them all."""
+    return Frame(at, struct.pack("q", count) + block, REPEAT)
 
 
 @dataclass(slots=True)
@@ -94,6 +104,7 @@ class Sender:
         "_head",
         "_i",
         "_keep_alive",
+        "_left",
         "_slot",
         "_stamps",
         "_stats",
@@ -121,6 +132,7 @@ class Sender:
         self._done = done
         self._frames = _Packed.of(_capped(plan.frames, cap_ns))
         self._i = 0
+        self._left = -1  # REPEAT: blocks still to send of frame _i (-1: not started)
         self._slot = 0  # the clock slot this sender waits in (0: none)
         self._t0 = 0
         self.active = False
@@ -175,6 +187,14 @@ class Sender:
             elif kind == WIRE:
                 parts.append(data)
                 record(now - due)
+            elif kind == REPEAT:
+                if parts:
+                    self._transport.write(b"".join(parts))
+                    parts = []
+                if not self._repeat(data, chunked):
+                    self._i = i - 1  # more to send once the socket drains
+                    self._slot = self._clock.wake(self, now + _SLOT_NS)
+                    return
             else:
                 self._i = i
                 if parts:
@@ -190,6 +210,22 @@ class Sender:
             self._slot = self._clock.wake(self, t0 + ats[i])
         else:
             self._end(self._keep_alive)
+
+    def _repeat(self, data: bytes, chunked: bool) -> bool:
+        """Write blocks of a REPEAT frame while the write buffer is low; True when done."""
+        block = data[8:]
+        if self._left < 0:
+            self._left = struct.unpack("q", data[:8])[0]
+        if chunked and block:
+            block = b"%x\r\n%b\r\n" % (len(block), block)
+        transport = self._transport
+        while self._left > 0:
+            if transport.is_closing() or transport.get_write_buffer_size() >= _REPEAT_HIGH:
+                return transport.is_closing()
+            transport.write(block)
+            self._left -= 1
+        self._left = -1
+        return True
 
     def _control(self, kind: int) -> None:
         if kind == STALL:  # stay silent; the cap frame (always last) or the client ends it

@@ -57,7 +57,7 @@ import orjson
 from ..findings import Finding, excerpt
 from ..schemas import schema
 from ..sse import Event
-from .base import StreamValidator, is_json_type, media_type
+from .base import StreamValidator, check_json_answer, is_json_type, json_error, media_type
 
 __all__ = [
     "ERROR_TYPES",
@@ -313,17 +313,19 @@ class AnthropicMessagesValidator(StreamValidator):
                     event,
                 )
             return
+        why = ""
         try:
             obj = _loads(data)
-        except orjson.JSONDecodeError:
+        except orjson.JSONDecodeError as exc:
             obj = _NOT_JSON
+            why = f" ({json_error(exc)})"
         kind = obj.get("type") if type(obj) is dict else None
         if self._phase >= _STOPPED:
             self._after_end(kind if type(kind) is str else "non-JSON", event)
             return
         if type(kind) is not str:
             what = (
-                "not JSON"
+                f"not JSON{why}"
                 if obj is _NOT_JSON
                 else "not a JSON object"
                 if type(obj) is not dict
@@ -1044,30 +1046,6 @@ def check_json_response(
     status: int | None, content_type: str | None, body: bytes
 ) -> tuple[list[Finding], set[str]]:
     """``http.stream-false-json``: without ``stream: true`` the answer is one JSON message."""
-    findings: list[Finding] = []
-    if status is None:
-        return findings, set()
-    checked = {"http.stream-false-json"}
-    sample = excerpt(body)
-
-    def fail(message: str) -> None:
-        findings.append(Finding("http.stream-false-json", message, None, sample))
-
-    if status != 200:
-        fail(f"the stream: false request was answered {status}")
-        return findings, checked
-    media = media_type(content_type)
-    if media == "text/event-stream":
-        fail("without stream: true the answer is an event stream, not one JSON object")
-        return findings, checked
-    if not is_json_type(media):
-        fail(f"the answer's Content-Type is {media or 'missing'}, not application/json")
-    try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        fail(f"the answer is not JSON ({exc})")
-        return findings, checked
-    shape = schema(_API, "message")
-    if not shape.is_valid(value):
-        fail(f"the answer is not a message object: {shape.explain(value)}")
-    return findings, checked
+    return check_json_answer(
+        status, content_type, body, schema(_API, "message"), "a message object"
+    )

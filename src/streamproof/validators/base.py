@@ -12,16 +12,28 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
+import orjson
+
 from ..findings import Finding, excerpt
+from ..schemas import Schema
 from ..sse import Event
 
-__all__ = ["StreamValidator", "check_http", "is_json_type", "media_type"]
+__all__ = [
+    "StreamValidator",
+    "check_http",
+    "check_json_answer",
+    "is_json_type",
+    "json_error",
+    "media_type",
+]
 
 # A buffering proxy delivers everything in one burst: the content events then arrive within
-# a sliver of the time the client waited for the first one.
+# a sliver of the time the client waited for the first one. The wait must be long (a
+# buffered LLM answer holds for its whole generation) so that a client descheduled for a
+# moment on a busy machine is not mistaken for a buffering server.
 _BURST_MIN_EVENTS = 5
 _BURST_SPREAD_FRACTION = 0.05
-_BURST_MIN_WAIT_NS = 20_000_000
+_BURST_MIN_WAIT_NS = 250_000_000
 
 
 class StreamValidator:
@@ -132,3 +144,44 @@ def is_json_type(media: str) -> bool:
     return media == "application/json" or (
         media.startswith("application/") and media.endswith("+json")
     )
+
+
+def json_error(exc: Exception) -> str:
+    """An orjson decode error in plain words (orjson's own text is terse about the two
+    hostile cases: nesting past its 1024 levels, and numbers too big for a double)."""
+    text = str(exc)
+    if "depth limit" in text or "recursion" in text.lower():
+        return f"nesting too deep: more than 1024 levels of arrays/objects ({text})"
+    if "infinity" in text or "digits" in text:
+        return f"a number too large for a 64-bit float or integer ({text})"
+    return text
+
+
+def check_json_answer(
+    status: int | None, content_type: str | None, body: bytes, shape: Schema, what: str
+) -> tuple[list[Finding], set[str]]:
+    """``http.stream-false-json``: without ``stream: true`` the answer is one JSON object of
+    the API's shape (``what`` names it in the message), not an event stream."""
+    if status is None:
+        return [], set()
+    findings: list[Finding] = []
+    sample = excerpt(body)
+
+    def fail(message: str) -> tuple[list[Finding], set[str]]:
+        findings.append(Finding("http.stream-false-json", message, None, sample))
+        return findings, {"http.stream-false-json"}
+
+    if status != 200:
+        return fail(f"the stream: false request was answered {status}")
+    media = media_type(content_type)
+    if media == "text/event-stream":
+        return fail("without stream: true the answer is an event stream, not one JSON object")
+    if not is_json_type(media):
+        fail(f"the answer's Content-Type is {media or 'missing'}, not application/json")
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        return fail(f"the answer is not JSON ({json_error(exc)})")
+    if not shape.is_valid(value):
+        fail(f"the answer is not {what}: {shape.explain(value)}")
+    return findings, {"http.stream-false-json"}

@@ -49,7 +49,7 @@ import orjson
 from ..findings import Finding, excerpt
 from ..schemas import schema
 from ..sse import Event
-from .base import StreamValidator, is_json_type, media_type
+from .base import StreamValidator, check_json_answer, is_json_type, json_error, media_type
 
 __all__ = [
     "CHUNK_OBJECT",
@@ -262,7 +262,8 @@ class OpenAIChatValidator(StreamValidator):
                 "openai.data-json",
                 event.index,
                 event,
-                f"event {event.index}: the data payload is not JSON ({exc}); the SDK raises on it",
+                f"event {event.index}: the data payload is not JSON ({json_error(exc)}); "
+                "the SDK raises on it",
             )
             return
         if obj.__class__ is not dict:
@@ -1222,56 +1223,6 @@ def check_json_response(
     status: int | None, content_type: str | None, body: bytes
 ) -> tuple[list[Finding], set[str]]:
     """``http.stream-false-json``: without ``stream`` the answer is one chat.completion."""
-    findings: list[Finding] = []
-    if status is None:
-        return findings, set()
-    checked = {"http.stream-false-json"}
-    sample = excerpt(body)
-    media = media_type(content_type)
-    if status != 200:
-        findings.append(
-            Finding(
-                "http.stream-false-json",
-                f"the stream: false request was answered {status}",
-                None,
-                sample,
-            )
-        )
-        return findings, checked
-    if media == "text/event-stream":
-        findings.append(
-            Finding(
-                "http.stream-false-json",
-                "without stream: true the answer is an event stream, not one JSON object",
-                None,
-                sample,
-            )
-        )
-        return findings, checked
-    if not is_json_type(media):
-        findings.append(
-            Finding(
-                "http.stream-false-json",
-                f"the answer's Content-Type is {media or 'missing'}, not application/json",
-                None,
-                sample,
-            )
-        )
-    try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError as exc:
-        findings.append(
-            Finding("http.stream-false-json", f"the answer is not JSON ({exc})", None, sample)
-        )
-        return findings, checked
-    shape = schema("openai", "completion")
-    if not shape.is_valid(value):
-        findings.append(
-            Finding(
-                "http.stream-false-json",
-                f"the answer is not a chat.completion object: {shape.explain(value)}",
-                None,
-                sample,
-            )
-        )
-    return findings, checked
+    return check_json_answer(
+        status, content_type, body, schema("openai", "completion"), "a chat.completion object"
+    )

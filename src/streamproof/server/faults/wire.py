@@ -21,7 +21,7 @@ __all__ = ["HUGE_EVENT_BYTES", "WIRE_FAULTS", "accept_any_key", "error_as_sse", 
 
 HUGE_EVENT_BYTES: Final = 2 * 1024 * 1024  # the huge event's data line is a little longer
 _DRIP_NS: Final = 100_000_000  # slow-drip: one byte every 100 ms
-_BUFFER_NS: Final = 50_000_000  # buffered: hold everything at least this long
+_BUFFER_NS: Final = 600_000_000  # buffered: hold everything at least this long
 _BOM: Final = b"\xef\xbb\xbf"
 
 

@@ -1,0 +1,182 @@
+"""A longer fuzz campaign: the decoder, both validators, the body checks and check_capture.
+
+Runs the property tests' strategies (``tests/test_fuzz_robustness.py``) with many more
+examples, bounded by ``--minutes``, and reports the inputs tried, the crashes (an exception
+escaping a target, or the decoder disagreeing with itself across splits) and the peak
+memory (the process's maximum RSS).
+Hypothesis drives generation and shrinks any crash to a minimal input, printed at the end.
+
+    python benchmarks/fuzz_campaign.py --minutes 3
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+import traceback
+import tracemalloc
+from contextlib import contextmanager
+from pathlib import Path
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.errors import HypothesisException
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+import test_fuzz_robustness as F
+
+from streamproof.capture import Capture, replay
+from streamproof.engine import api_module, check_capture, validator_for
+from streamproof.sse import decode_body
+
+TARGETS = ("decoder", "validators", "bodies", "capture")
+SAMPLE = 20  # every 20th input runs under tracemalloc: the targets' own peak per input
+_peak = [0]
+
+
+@contextmanager
+def measured(counter: list[int]):
+    """Trace allocations of every SAMPLE-th input (tracing all would slow the campaign 3x;
+    the process RSS mostly measures hypothesis's own bookkeeping)."""
+    if counter[0] % SAMPLE:
+        yield
+        return
+    tracemalloc.start()
+    try:
+        yield
+    finally:
+        _peak[0] = max(_peak[0], tracemalloc.get_traced_memory()[1])
+        tracemalloc.stop()
+
+
+class Budget(BaseException):
+    """The campaign's time is up for this target (a BaseException: hypothesis lets it
+    through at once instead of shrinking it as a failure)."""
+
+
+def _target(name: str, deadline: float, counter: list[int]):
+    def tick() -> None:
+        counter[0] += 1
+        if time.monotonic() > deadline:
+            raise Budget
+
+    if name == "decoder":
+
+        @given(
+            st.one_of(st.binary(max_size=4000), F.events_body()),
+            st.lists(st.integers(0, 1 << 16), max_size=40),
+        )
+        def run(body, cuts):
+            tick()
+            with measured(counter):
+                whole, _ = decode_body(body)
+                split, _ = F._decode_pieces(F._split(body, cuts))
+                assert split == whole, "the decoder gives different events for another split"
+
+    elif name == "validators":
+
+        @given(F.events_body(), st.sampled_from(F.APIS), st.one_of(st.none(), F.json_value))
+        def run(body, api, request):
+            tick()
+            with measured(counter):
+                events, _ = decode_body(body)
+                v = validator_for(api, request if isinstance(request, dict) else None)
+                v.feed(events)
+                v.finish(truncated=bool(len(body) % 2))
+                json.dumps(v.message(), default=str)
+                for f in v.findings:
+                    str(f)
+
+    elif name == "bodies":
+
+        @given(
+            st.sampled_from(F.APIS),
+            st.sampled_from([200, 400, 401, 404, 500, 502]),
+            st.sampled_from(["application/json", "text/html", ""]),
+            st.one_of(st.binary(max_size=400), F.payload.map(str.encode)),
+        )
+        def run(api, status, media, body):
+            tick()
+            with measured(counter):
+                module = api_module(api)
+                module.check_error_response(status, media, body, (400,))
+                module.check_json_response(status, media, body)
+
+    else:
+
+        @given(st.sampled_from(F.APIS), st.one_of(st.binary(max_size=4000), F.events_body()))
+        def run(api, body):
+            tick()
+            with measured(counter):
+                cap = Capture("POST", "http://127.0.0.1:9/v1", [], {"stream": True}, status=200,
+                              response_headers=[("content-type", "text/event-stream")], body=body,
+                              body_size=len(body), reads=[(len(body), 1)])  # fmt: skip
+                replay(cap)
+                for f in check_capture(api, cap, {"stream": True})[0]:
+                    str(f)
+
+    return run
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=3.0, help="total time (default 3)")
+    ap.add_argument("--examples", type=int, default=1_000_000, help="cap per target")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", type=Path, help="write the figures here too")
+    args = ap.parse_args()
+    per_target = args.minutes * 60 / len(TARGETS)
+    figures: dict[str, object] = {"targets": {}}
+    crashes: list[str] = []
+    total = 0
+    t0 = time.monotonic()
+    for name in TARGETS:
+        counter = [0]
+        deadline = time.monotonic() + per_target
+        test = settings(
+            max_examples=args.examples, deadline=None, database=None, derandomize=False,
+            suppress_health_check=list(HealthCheck), print_blob=True,
+        )(_target(name, deadline, counter))  # fmt: skip
+        start = time.monotonic()
+        try:
+            from hypothesis import seed
+
+            seed(args.seed)(test)()
+        except Budget:
+            pass
+        except (AssertionError, HypothesisException, Exception) as exc:
+            crashes.append(f"{name}: {''.join(traceback.format_exception(exc))[-3000:]}")
+        spent = time.monotonic() - start
+        total += counter[0]
+        rss_now = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        figures["targets"][name] = {
+            "inputs": counter[0], "seconds": round(spent, 1), "peak_rss_mib": round(rss_now, 1)
+        }  # fmt: skip
+        print(
+            f"{name:<11} {counter[0]:>9,} inputs in {spent:5.1f} s, peak RSS so far "
+            f"{rss_now:.0f} MiB",
+            flush=True,
+        )
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    figures.update(
+        inputs=total, crashes=len(crashes), seconds=round(time.monotonic() - t0, 1),
+        peak_rss_mib=round(rss / 1024, 1), sampled_input_peak_mib=round(_peak[0] / 2**20, 1),
+    )  # fmt: skip
+    print(
+        f"total: {total:,} inputs, {len(crashes)} crash(es), "
+        f"peak RSS {rss / 1024:.0f} MiB (mostly hypothesis), largest traced peak of one "
+        f"input (1 in {SAMPLE} traced) {_peak[0] / 2**20:.1f} MiB, "
+        f"{figures['seconds']} s"
+    )
+    for crash in crashes:
+        print("CRASH", crash, sep="\n")
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1), encoding="utf-8")
+    return 1 if crashes else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,313 @@
+"""``streamproof diff OLD.json NEW.json``: what changed between two runs, for a CI gate on an
+upgrade.
+
+Rules (matched by id). An outcome's *badness* is 2 for ``fail``, 1 for ``warn`` and 0 for
+``pass``, ``waived`` and ``skip``:
+
+- **regressed**: the rule's badness went up (pass → fail, warn → fail, skip → fail, ...), or
+  it stayed but some scenario's went up (it now also fails in another scenario);
+- **fixed**: the badness went down and the rule now passes;
+- **changed**: any other difference of the rule's or a scenario's outcome (fail → waived,
+  pass → skip: no longer checked, fail → skip, ...); a rule in only one of the reports is
+  *added* or *removed*.
+
+When the two runs ran different scenarios (``--scenario``), rules are compared on the
+scenarios both ran, and a note says which were left out.
+
+Load metrics, when both reports have a ``load`` summary: TTFT, ITL, TPOT, TTFB and E2E
+percentiles (lower is better), output tokens/s, requests/s and goodput (higher is better),
+the failed-request fraction and MUST violations under load (lower is better). A metric
+*moved* when its relative change exceeds the threshold (default 10%) and, for latencies, the
+absolute change exceeds 1 ms (so that 0.2 → 0.3 ms is not a 50% regression); it
+*regressed* when it moved for the worse. Failures and violations regress on any increase
+from zero.
+
+The new verdict being worse than the old one (pass → fail, → error) is a regression too.
+Exit status 1 when anything regressed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .compliance import aggregate
+
+__all__ = ["Diff", "MetricChange", "RuleChange", "diff_reports", "format_diff", "parse_threshold"]
+
+_BAD = {"fail": 2, "warn": 1}
+_VERDICT = {"pass": 0, "fail": 1, "error": 2}
+LATENCY_FLOOR_MS = 1.0
+# (label, path into the summary, higher is better, kind)
+_METRICS: tuple[tuple[str, tuple[str, ...], bool, str], ...] = (
+    ("TTFT p50 ms", ("ttft_ms", "p50"), False, "latency"),
+    ("TTFT p90 ms", ("ttft_ms", "p90"), False, "latency"),
+    ("TTFT p99 ms", ("ttft_ms", "p99"), False, "latency"),
+    ("ITL p50 ms", ("itl_ms", "p50"), False, "latency"),
+    ("ITL p99 ms", ("itl_ms", "p99"), False, "latency"),
+    ("TPOT p50 ms", ("tpot_ms", "p50"), False, "latency"),
+    ("TPOT p99 ms", ("tpot_ms", "p99"), False, "latency"),
+    ("TTFB p50 ms", ("ttfb_ms", "p50"), False, "latency"),
+    ("E2E p50 ms", ("e2e_ms", "p50"), False, "latency"),
+    ("E2E p99 ms", ("e2e_ms", "p99"), False, "latency"),
+    ("output tokens/s", ("throughput", "output_tokens_per_s"), True, "rate"),
+    ("requests/s", ("throughput", "requests_per_s"), True, "rate"),
+    ("goodput fraction", ("goodput", "fraction"), True, "rate"),
+    ("failed fraction", ("failed_fraction",), False, "count"),
+    ("MUST violations", ("violations_total",), False, "count"),
+)
+
+
+def parse_threshold(text: str) -> float:
+    """``10%`` or ``10`` → 0.10."""
+    raw = str(text).strip().removesuffix("%").strip()
+    try:
+        value = float(raw) / 100
+    except ValueError:
+        raise ValueError(f"--threshold: not a percentage: {text!r} (e.g. 10%)") from None
+    if value < 0:
+        raise ValueError(f"--threshold: must not be negative: {text!r}")
+    return value
+
+
+@dataclass
+class RuleChange:
+    id: str
+    level: str
+    kind: str  # regressed, fixed, changed, added, removed
+    old: str | None
+    new: str | None
+    scenarios: list[dict[str, str | None]] = field(default_factory=list)
+    message: str | None = None
+
+
+@dataclass
+class MetricChange:
+    name: str
+    old: float
+    new: float
+    change: float | None  # relative, None when the old value is 0
+    kind: str  # regressed, improved
+
+
+@dataclass
+class Diff:
+    old_verdict: str
+    new_verdict: str
+    threshold: float
+    rules: list[RuleChange] = field(default_factory=list)
+    metrics: list[MetricChange] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def verdict_regressed(self) -> bool:
+        return _VERDICT.get(self.new_verdict, 2) > _VERDICT.get(self.old_verdict, 2)
+
+    @property
+    def regressed(self) -> bool:
+        return (
+            self.verdict_regressed
+            or any(r.kind == "regressed" for r in self.rules)
+            or any(m.kind == "regressed" for m in self.metrics)
+        )
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["regressed"] = self.regressed
+        return out
+
+
+def _ran(report: Mapping[str, Any]) -> set[str]:
+    """The scenarios a report ran (its ``scenarios`` list, else every one a rule names)."""
+    listed = {s["id"] for s in report.get("scenarios") or () if isinstance(s, dict) and "id" in s}
+    return listed or {s["scenario"] for r in report["rules"] for s in r.get("scenarios") or ()}
+
+
+def _rule_change(
+    old: Mapping[str, Any], new: Mapping[str, Any], common: set[str] | None
+) -> RuleChange | None:
+    """Compare one rule on the scenarios both runs ran (``common``; None: compare the rules'
+    outcomes as they are)."""
+    o = {s["scenario"]: s["outcome"] for s in old.get("scenarios") or ()}
+    n = {s["scenario"]: s["outcome"] for s in new.get("scenarios") or ()}
+    if common is None:
+        before, after = old["outcome"], new["outcome"]
+    else:
+        o = {k: v for k, v in o.items() if k in common}
+        n = {k: v for k, v in n.items() if k in common}
+        before, after = aggregate(o.values()), aggregate(n.values())
+    scenarios: list[dict[str, str | None]] = []
+    worse = False
+    for sid in list(o) + [k for k in n if k not in o]:
+        if o.get(sid) != n.get(sid):
+            scenarios.append({"scenario": sid, "old": o.get(sid), "new": n.get(sid)})
+            if _BAD.get(n.get(sid) or "skip", 0) > _BAD.get(o.get(sid) or "skip", 0):
+                worse = True
+    if before == after and not scenarios:
+        return None
+    bad_before, bad_after = _BAD.get(before, 0), _BAD.get(after, 0)
+    if bad_after > bad_before or worse:
+        kind = "regressed"
+    elif bad_after < bad_before and after == "pass":
+        kind = "fixed"
+    else:
+        kind = "changed"
+    return RuleChange(new["id"], new["level"], kind, before, after, scenarios, new.get("message"))
+
+
+def _get(summary: Mapping[str, Any], path: tuple[str, ...]) -> float | None:
+    if path == ("failed_fraction",):
+        req = summary.get("requests") or {}
+        done, failed = req.get("completed"), req.get("failed")
+        if not isinstance(done, int | float) or not isinstance(failed, int | float):
+            return None
+        return failed / (done + failed) if done + failed else 0.0
+    if path == ("violations_total",):
+        violations = summary.get("violations")
+        return float(sum(violations.values())) if isinstance(violations, dict) else None
+    value: Any = summary
+    for key in path:
+        value = value.get(key) if isinstance(value, dict) else None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _metric_changes(old: Mapping[str, Any], new: Mapping[str, Any], threshold: float) -> list:
+    out = []
+    for name, path, higher_better, kind in _METRICS:
+        a, b = _get(old, path), _get(new, path)
+        if a is None or b is None or a == b:
+            continue
+        rel = (b - a) / abs(a) if a else None
+        worse = (b < a) if higher_better else (b > a)
+        if kind == "count" and a == 0:
+            moved = True
+        elif rel is None:
+            moved = abs(b - a) > 0
+        else:
+            moved = abs(rel) > threshold
+        if kind == "latency" and abs(b - a) <= LATENCY_FLOOR_MS:
+            moved = False
+        if moved:
+            out.append(MetricChange(name, a, b, rel, "regressed" if worse else "improved"))
+    return out
+
+
+def diff_reports(old: Mapping[str, Any], new: Mapping[str, Any], threshold: float = 0.10) -> Diff:
+    """What changed from ``old`` to ``new`` (two ``compliance.json`` documents)."""
+    diff = Diff(old["verdict"], new["verdict"], threshold)
+    old_ran, new_ran = _ran(old), _ran(new)
+    common: set[str] | None = None
+    if old_ran != new_ran:
+        common = old_ran & new_ran
+        only = sorted(old_ran ^ new_ran)
+        diff.notes.append(
+            f"{len(only)} scenario(s) ran in only one of the reports ({', '.join(only)}): "
+            "rules are compared on the scenarios both ran"
+        )
+    old_rules = {r["id"]: r for r in old["rules"]}
+    new_rules = {r["id"]: r for r in new["rules"]}
+    for rule_id, after in new_rules.items():
+        before = old_rules.get(rule_id)
+        if before is None:
+            added = RuleChange(rule_id, after["level"], "added", None, after["outcome"])
+            added.message = after.get("message")
+            diff.rules.append(added)
+            continue
+        change = _rule_change(before, after, common)
+        if change is not None:
+            diff.rules.append(change)
+    for rule_id, before in old_rules.items():
+        if rule_id not in new_rules:
+            removed = RuleChange(rule_id, before["level"], "removed", before["outcome"], None)
+            diff.rules.append(removed)
+    old_t, new_t = old.get("target") or {}, new.get("target") or {}
+    for key in ("model", "apis"):
+        if old_t.get(key) != new_t.get(key):
+            diff.notes.append(f"{key} differs: {old_t.get(key)} → {new_t.get(key)}")
+    old_load = (old.get("load") or {}).get("summary")
+    new_load = (new.get("load") or {}).get("summary")
+    if old_load and new_load:
+        for key in ("users", "api"):
+            if old_load.get(key) != new_load.get(key):
+                diff.notes.append(
+                    f"the load runs differ in {key} ({old_load.get(key)} → {new_load.get(key)}): "
+                    "their figures may not compare"
+                )
+        diff.metrics = _metric_changes(old_load, new_load, threshold)
+    elif old_load or new_load:
+        diff.notes.append("only one of the reports has a load run: load metrics not compared")
+    return diff
+
+
+def _fmt(value: float) -> str:
+    return f"{value:.3f}" if abs(value) < 1 else f"{value:.1f}"
+
+
+def _pct(change: float | None) -> str:
+    return "new" if change is None else f"{change:+.1%}"
+
+
+_ORDER = ("regressed", "fixed", "changed", "added", "removed")
+
+
+def _where(r: RuleChange) -> str:
+    return ", ".join(f"{s['scenario']} {s['old'] or '-'}→{s['new'] or '-'}" for s in r.scenarios)
+
+
+def _text(diff: Diff) -> list[str]:
+    title = "REGRESSED" if diff.regressed else "no regression"
+    lines = [f"streamproof diff: {title} (verdict {diff.old_verdict} → {diff.new_verdict})"]
+    for kind in _ORDER:
+        rules = [r for r in diff.rules if r.kind == kind]
+        if rules:
+            lines += ["", f"{kind.upper()} ({len(rules)})"]
+        for r in rules:
+            where = _where(r)
+            line = f"  {r.id} [{r.level}] {r.old or '-'} → {r.new or '-'}"
+            lines.append(line + (f"  ({where})" if where else ""))
+            if kind == "regressed" and r.message:
+                lines.append(f"    {r.message}")
+    if diff.metrics:
+        lines += ["", f"LOAD METRICS beyond {diff.threshold:.0%}"]
+    for m in diff.metrics:
+        old, new, pct = _fmt(m.old), _fmt(m.new), _pct(m.change)
+        lines.append(f"  {m.name:18} {old:>10} → {new:>10}  {pct:>8}  {m.kind}")
+    return lines
+
+
+def _markdown(diff: Diff) -> list[str]:
+    title = "❌ REGRESSED" if diff.regressed else "✅ no regression"
+    lines = [f"## streamproof diff: {title} (verdict {diff.old_verdict} → {diff.new_verdict})"]
+    for kind in _ORDER:
+        rules = [r for r in diff.rules if r.kind == kind]
+        if rules:
+            lines += ["", f"### {kind.capitalize()} ({len(rules)})", ""]
+        for r in rules:
+            where = _where(r)
+            line = f"- `{r.id}` ({r.level}) {r.old or '–'} → **{r.new or '–'}**"
+            lines.append(line + (f" — {where}" if where else ""))
+            if kind == "regressed" and r.message:
+                lines.append(f"  - {r.message.replace('<', '&lt;')}")
+    if diff.metrics:
+        lines += [
+            "",
+            f"### Load metrics beyond {diff.threshold:.0%}",
+            "",
+            "| metric | old | new | change | |",
+            "|---|---:|---:|---:|---|",
+        ]
+    for m in diff.metrics:
+        lines.append(f"| {m.name} | {_fmt(m.old)} | {_fmt(m.new)} | {_pct(m.change)} | {m.kind} |")
+    return lines
+
+
+def format_diff(diff: Diff, markdown: bool = False) -> str:
+    """The diff for a person (plain text) or a PR comment (``markdown``)."""
+    lines = _markdown(diff) if markdown else _text(diff)
+    lines += [line for note in diff.notes for line in ("", f"note: {note}")]
+    if not diff.rules and not diff.metrics:
+        lines += ["", "no rule changed outcome"]
+    return "\n".join(lines)

@@ -1,0 +1,143 @@
+"""Reading what a load run left (``<report-dir>/load/``) for the reports, tolerantly.
+
+``summary.json`` is required; ``requests.jsonl`` (one record per request) and
+``tokens_per_s.json`` (output tokens per wall-clock second) are used when present. Unknown or
+missing fields are skipped, never an error: the load run's files may come from another
+version of streamproof.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["LATENCY_METRICS", "LoadData", "load_section", "read_load"]
+
+LATENCY_METRICS = ("ttfb", "ttft", "ttfo", "tpot", "itl", "e2e")
+MAX_RECORDS = 200_000  # enough for any chart; a bigger file is sampled by its first lines
+
+
+@dataclass
+class LoadData:
+    """A load run's summary and, when present, its per-request samples and token series."""
+
+    summary: dict[str, Any]
+    directory: Path
+    ttft_ms: list[float] = field(default_factory=list)
+    ttfo_ms: list[float] = field(default_factory=list)
+    itl_ms: list[float] = field(default_factory=list)
+    e2e_ms: list[float] = field(default_factory=list)
+    tokens_per_s: list[tuple[float, float]] = field(default_factory=list)  # (s from start, tok)
+    records: int = 0
+    files: dict[str, str] = field(default_factory=dict)
+
+
+def _num(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if math.isfinite(value) else None
+
+
+def _records(path: Path) -> Iterator[dict[str, Any]]:
+    with path.open("rb") as fh:
+        for n, line in enumerate(fh):
+            if n >= MAX_RECORDS:
+                return
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(rec, dict):
+                yield rec
+
+
+def _series_from_file(path: Path) -> list[tuple[float, float]]:
+    try:
+        raw = json.loads(path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return []
+    points = raw.get("series") if isinstance(raw, dict) else raw
+    out = []
+    for point in points if isinstance(points, list) else ():
+        if isinstance(point, list | tuple) and len(point) >= 2:
+            t, v = _num(point[0]), _num(point[1])
+            if t is not None and v is not None:
+                out.append((t, v))
+    if out:
+        t0 = out[0][0]
+        out = [(t - t0, v) for t, v in out]
+    return out
+
+
+def read_load(directory: Path) -> LoadData | None:
+    """The load run in ``directory`` (``summary.json`` + siblings), or None without a summary."""
+    summary_path = directory / "summary.json"
+    try:
+        summary = json.loads(summary_path.read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(summary, dict):
+        return None
+    data = LoadData(summary=summary, directory=directory, files={"summary": "summary.json"})
+    buckets: dict[int, float] = {}
+    requests = directory / "requests.jsonl"
+    if requests.is_file():
+        data.files["requests"] = "requests.jsonl"
+        for rec in _records(requests):
+            data.records += 1
+            if rec.get("ok") is False or rec.get("aborted"):
+                continue
+            _add_record(data, rec, buckets)
+    series = directory / "tokens_per_s.json"
+    if series.is_file():
+        data.files["tokens_per_s"] = "tokens_per_s.json"
+        data.tokens_per_s = _series_from_file(series)
+    if not data.tokens_per_s and buckets:
+        first, last = min(buckets), max(buckets)
+        data.tokens_per_s = [(s - first, buckets.get(s, 0.0)) for s in range(first, last + 1)]
+    return data
+
+
+def _add_record(data: LoadData, rec: Mapping[str, Any], buckets: dict[int, float]) -> None:
+    metrics = rec.get("metrics") if isinstance(rec.get("metrics"), dict) else {}
+    content = [c for c in rec.get("content_us") or () if _num(c) is not None]
+    ttft = _num(metrics.get("ttft_ms"))
+    if ttft is None and content:
+        ttft = content[0] / 1000
+    if ttft is not None:
+        data.ttft_ms.append(ttft)
+    ttfo = _num(metrics.get("ttfo_ms"))
+    if ttfo is None and _num(rec.get("visible_us")) is not None:
+        ttfo = rec["visible_us"] / 1000
+    if ttfo is not None:
+        data.ttfo_ms.append(ttfo)
+    e2e = _num(metrics.get("e2e_ms"))
+    if e2e is not None:
+        data.e2e_ms.append(e2e)
+    data.itl_ms.extend((b - a) / 1000 for a, b in itertools.pairwise(content))
+    wall, tokens = _num(rec.get("wall")), _num(rec.get("tokens"))
+    if wall is not None and tokens and content:
+        share = tokens / len(content)
+        for us in content:
+            second = math.floor(wall + us / 1e6)
+            buckets[second] = buckets.get(second, 0.0) + share
+
+
+def load_section(data: LoadData, report_dir: Path, **run: Any) -> dict[str, Any]:
+    """The ``load`` key of ``compliance.json``: the summary as the load run wrote it, where
+    its files are (relative to the report directory) and how it was run."""
+    try:
+        rel = data.directory.resolve().relative_to(report_dir.resolve())
+        prefix = rel.as_posix().rstrip("/") + "/" if str(rel) != "." else ""
+    except ValueError:
+        prefix = data.directory.as_posix().rstrip("/") + "/"
+    return {
+        "summary": data.summary,
+        "files": {k: prefix + v for k, v in data.files.items()},
+        "run": dict(run),
+    }
