@@ -278,12 +278,14 @@ def test_no_key_in_any_output(pytester, tmp_path, capfd) -> None:
             outputs += result.outlines + result.errlines
         load = subprocess.run(
             [sys.executable, "-m", "streamproof", "load", "--host", srv.base_url,
-             "--users", "2", "--duration", "3s", "--api-key", key,
+             "--users", "2", "--duration", "3s",
              "--summary-json", str(tmp_path / "load" / "summary.json"), "-v"],
             capture_output=True, text=True, timeout=60, cwd=tmp_path,
+            env={**os.environ, "STREAMPROOF_API_KEY": key},  # keys stay off command lines
         )  # fmt: skip
         outputs += [load.stdout, load.stderr]
-        assert (tmp_path / "load" / "summary.json").exists(), load.stderr[-2000:]
+        summary = json.loads((tmp_path / "load" / "summary.json").read_text("utf-8"))
+        assert summary["requests"]["completed"] > 0, load.stderr[-2000:]  # the key was used
     captured = capfd.readouterr()
     outputs += [captured.out, captured.err]
     hits = [p for p in tmp_path.rglob("*") if p.is_file() and key.encode() in p.read_bytes()]
