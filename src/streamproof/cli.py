@@ -73,6 +73,9 @@ def _cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
 
     report_dir = Path(args.report_dir or "reports")
     argv = [str(suite_dir()), "-q", "-p", "no:cacheprovider", "--no-header", "-rN"]
+    # this process imported httpx (and so anyio, a pytest plugin) before pytest started:
+    # pytest's note that it cannot rewrite anyio's asserts is noise for the suite
+    argv += ["-W", "ignore::pytest.PytestAssertRewriteWarning"]
     for name in _RUN_OPTIONS:
         value = getattr(args, name.replace("-", "_"))
         if value is not None:
