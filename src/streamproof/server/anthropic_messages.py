@@ -38,6 +38,7 @@ from typing import Any, Final, NamedTuple
 
 import orjson
 
+from ..validators.anthropic_messages import ERROR_TYPE_BY_STATUS
 from .endpoint import (
     MODELS,
     Api,
@@ -72,19 +73,6 @@ THINKING_BUDGET_MIN: Final = 1024
 _MAX_STOPS: Final = 64
 _ROLES: Final = ("user", "assistant")
 _TOOL_CHOICES: Final = ("auto", "any", "tool", "none")
-# Anthropic API reference, "Errors": the error type of each status (others: by class)
-_ERROR_TYPES: Final = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    402: "billing_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    500: "api_error",
-    504: "timeout_error",
-    529: "overloaded_error",
-}
 _CONTENT_FIELDS: Final = {"text_delta": "text", "thinking_delta": "thinking",
                           "input_json_delta": "partial_json"}  # fmt: skip
 
@@ -159,7 +147,9 @@ class _Answer:
 def error_reply(status: int, message: str, code: str | None, ctx: Context) -> Reply:
     """Anthropic's error body: ``{"type": "error", "error": {"type", "message"},
     "request_id"}``, the error type following the status (``code`` is not used)."""
-    kind = _ERROR_TYPES.get(status, "api_error" if status >= 500 else "invalid_request_error")
+    kind = ERROR_TYPE_BY_STATUS.get(
+        status, "api_error" if status >= 500 else "invalid_request_error"
+    )
     body = {"type": "error", "error": {"type": kind, "message": message},
             "request_id": ctx.request_id}  # fmt: skip
     return _request_id(json_reply(status, body, ctx), ctx)
