@@ -32,6 +32,7 @@ from .sse import DEFAULT_MAX_EVENT_BYTES, Event, SSEDecoder
 __all__ = ["Capture", "Timeouts", "exchange", "load_transcript", "replay"]
 
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024  # kept for the report; decoding goes on past it
+DEFAULT_MAX_KEPT_EVENTS = 100_000  # kept for excerpts; validation sees every event
 # A compressed body is read until it inflates past this; then the exchange stops with a
 # transport.broken finding (a compression bomb). No LLM stream comes near it.
 DEFAULT_MAX_INFLATED_BYTES = 64 * 1024 * 1024
@@ -65,7 +66,8 @@ class Capture:
     body: bytes = b""
     body_size: int = 0
     reads: list[tuple[int, int]] = field(default_factory=list)  # (body end offset, t)
-    events: list[Event] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)  # the first ones (keep_events)
+    events_total: int = 0  # all events decoded, kept or not
     findings: list[Finding] = field(default_factory=list)  # wire + transport
     comments: int = 0
     t_send: int = 0
@@ -222,7 +224,7 @@ def exchange(
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES,
-    keep_events: bool = True,
+    keep_events: int = DEFAULT_MAX_KEPT_EVENTS,
     on_events: Callable[[list[Event]], None] | None = None,
 ) -> Capture:
     """Send one request and read the whole response within the time bounds.
@@ -230,7 +232,8 @@ def exchange(
     With ``decode_sse`` a 2xx body is decoded as an event stream whatever its content type
     (a wrong content type is a finding, not a reason to stop looking). ``body`` is sent as
     JSON, or as it is when it is bytes (a malformed body on purpose). ``on_events`` gets
-    each batch of events as it is decoded, for validation under load.
+    each batch of events as it is decoded (validation as the bytes arrive); only the first
+    ``keep_events`` are kept in the capture, for excerpts, so a flood cannot grow memory.
 
     Redirects are never followed: a 3xx is the answer (an ``http.status`` finding), so the
     credentials in ``headers`` only ever go to ``url``'s origin. A ``Content-Encoding``
@@ -276,8 +279,10 @@ def exchange(
                 if sse and not decoder.stopped:
                     events = decoder.feed(data, t)
                     if events:
-                        if keep_events:
-                            cap.events.extend(events)
+                        cap.events_total += len(events)
+                        room = keep_events - len(cap.events)
+                        if room > 0:
+                            cap.events.extend(events[:room])
                         if on_events is not None:
                             on_events(events)
             if t > deadline:
@@ -354,6 +359,7 @@ def replay(cap: Capture, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Capt
         events.extend(decoder.feed(cap.body[start:], cap.reads[-1][1] if cap.reads else 0))
     decoder.finish()
     cap.events = events
+    cap.events_total = len(events)
     cap.comments = decoder.comments
     cap.findings = [f for f in cap.findings if f.rule.startswith("transport.")]
     cap.findings[:0] = decoder.findings

@@ -140,7 +140,7 @@ def outcome(result: ScenarioResult, rule_id: str) -> RuleOutcome:
             )
         snippet = first.excerpt
         if result.capture is not None and first.event is not None:
-            snippet = body_excerpt(result.capture, first.event)
+            snippet = body_excerpt(result.capture, first.event) or first.excerpt
         kind: Outcome = {"MUST": "fail", "SHOULD": "warn", "INFO": "pass"}[level]
         return RuleOutcome(kind, text, first, snippet)
     if rule_id in result.checked:
@@ -153,17 +153,22 @@ def check_capture(
     cap: Capture,
     request: Mapping[str, Any] | None = None,
     expect: frozenset[str] = frozenset(),
+    validator: StreamValidator | None = None,
 ) -> tuple[list[Finding], set[str], StreamValidator]:
     """Validate a streamed answer: HTTP checks, wire findings, protocol state machine.
 
-    A non-2xx answer is judged by ``http.status`` alone: there is no stream to hold to the
-    protocol, and "no [DONE]" would only restate the status.
+    ``validator``: one already fed every event as it arrived (``exchange(on_events=...)``);
+    without it a new one is fed the events the capture kept (offline checks). A non-2xx
+    answer is judged by ``http.status`` alone: there is no stream to hold to the protocol,
+    and "no [DONE]" would only restate the status.
     """
-    validator = validator_for(api, request, expect)
     if cap.status is not None and not 200 <= cap.status < 300:
         http_findings, checked = check_http(cap.status, cap.content_type, cap.t_send, [])
+        validator = validator or validator_for(api, request, expect)
         return http_findings + cap.findings, checked | set(_TRANSPORT), validator
-    validator.feed(cap.events)
+    if validator is None:
+        validator = validator_for(api, request, expect)
+        validator.feed(cap.events)
     # a transport failure or the size bound ended the body early: the validator must not
     # restate that as a missing [DONE] or message_stop
     cut = cap.error is not None or any(f.rule == "sse.max-event" for f in cap.findings)
@@ -197,6 +202,8 @@ class Runner:
         target = self.target
         body = scenario.build(target.model)
         headers = target.headers(scenario.api, scenario.auth)
+        streaming = scenario.kind == "stream"
+        live = validator_for(scenario.api, body, scenario.expect) if streaming else None
         cap = exchange(
             self._client,
             "POST",
@@ -204,8 +211,9 @@ class Runner:
             headers=headers,
             body=body,
             timeouts=target.timeouts,
-            decode_sse=scenario.kind == "stream",
+            decode_sse=streaming,
             max_event_bytes=target.max_event_bytes,
+            on_events=live.feed if live is not None else None,
         )
         result = ScenarioResult(scenario, cap)
         transport = [f for f in cap.findings if f.rule.startswith("transport.")]
@@ -227,13 +235,15 @@ class Runner:
                     f"support {scenario.needs} ({_error_text(cap)})"
                 )
                 return result
-            found, checked, validator = check_capture(scenario.api, cap, body, scenario.expect)
+            found, checked, validator = check_capture(
+                scenario.api, cap, body, scenario.expect, validator=live
+            )
             result.message = validator.message()
             # the SDK replays the kept body: only when it was kept whole (not past the cap)
             # and decoded to its end (not stopped by the size bound); not for a flood
             whole = (
                 len(cap.body) >= cap.body_size
-                and len(cap.events) <= SDK_MAX_EVENTS
+                and cap.events_total <= SDK_MAX_EVENTS
                 and not any(f.rule == "sse.max-event" for f in cap.findings)
             )
             if scenario.sdk and cap.status == 200 and cap.error is None and whole:
