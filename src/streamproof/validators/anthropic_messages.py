@@ -57,7 +57,12 @@ import orjson
 from ..findings import Finding, excerpt
 from ..schemas import schema
 from ..sse import Event
-from .base import StreamValidator, check_json_answer, is_json_type, json_error, media_type
+from .base import (
+    StreamValidator,
+    check_error_answer,
+    check_json_answer,
+    json_error,
+)
 
 __all__ = [
     "ERROR_TYPES",
@@ -972,72 +977,24 @@ def check_error_response(
 ) -> tuple[list[Finding], set[str]]:
     """``anthropic.error-status`` and ``anthropic.error-body`` for a request that must be refused.
 
-    The status must be one of ``expected_status`` (any 4xx when empty) and the body's
-    ``error.type`` the one that goes with the status (401 authentication_error, 400
-    invalid_request_error, 404 not_found_error, ...); the body is the JSON error object, not
-    an event stream.
+    Besides the shared checks, the body's ``error.type`` must be the one that goes with the
+    status (401 authentication_error, 400 invalid_request_error, 404 not_found_error, ...).
     """
-    findings: list[Finding] = []
-    if status is None:
-        return findings, set()
-    checked = {"anthropic.error-status"}
-    sample = excerpt(body)
-    expected = " or ".join(str(s) for s in expected_status) or "a 4xx status"
-
-    def fail(rule: str, message: str) -> None:
-        findings.append(Finding(rule, message, None, sample))
-
-    if 200 <= status < 300:
-        fail(
-            "anthropic.error-status",
-            f"the invalid request was accepted with {status}; it must be refused before "
-            f"streaming with {expected}",
-        )
-        return findings, checked
-    if (expected_status and status not in expected_status) or (
-        not expected_status and not 400 <= status < 500
-    ):
-        fail(
-            "anthropic.error-status",
-            f"the invalid request was refused with {status}, expected {expected}",
-        )
-    checked.add("anthropic.error-body")
-    media = media_type(content_type)
-    if media == "text/event-stream":
-        fail(
-            "anthropic.error-body",
-            f"the {status} error is sent as an event stream, not as a JSON body",
-        )
-        return findings, checked
-    try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        fail(
-            "anthropic.error-body",
-            f"the {status} error body is not JSON (Content-Type "
-            f"{media or 'missing'}): clients read error.type and error.message from it",
-        )
-        return findings, checked
-    shape = schema(_API, "error_body")
-    if not shape.is_valid(value):
-        fail(
-            "anthropic.error-body",
-            f'the {status} error body is not {{"type": "error", '
-            f'"error": {{type, message}}}}: {shape.explain(value)}',
-        )
-    elif not is_json_type(media):
-        fail(
-            "anthropic.error-body",
-            f"the {status} error body is JSON but labelled "
-            f"{media or 'with no Content-Type'}, not application/json",
-        )
+    findings, checked, value = check_error_answer(
+        _API, status, content_type, body, expected_status,
+        schema(_API, "error_body"), '{"type": "error", "error": {type, message}}',
+    )  # fmt: skip
     error = value.get("error") if type(value) is dict else None
     found = error.get("type") if type(error) is dict else None
-    wanted = ERROR_TYPE_BY_STATUS.get(status)
+    wanted = ERROR_TYPE_BY_STATUS.get(status) if status is not None else None
     if wanted is not None and type(found) is str and found != wanted:
-        fail(
-            "anthropic.error-status",
-            f"status {status} goes with error type {wanted!r}, the body says {found!r}",
+        findings.append(
+            Finding(
+                "anthropic.error-status",
+                f"status {status} goes with error type {wanted!r}, the body says {found!r}",
+                None,
+                excerpt(body),
+            )
         )
     return findings, checked
 

@@ -20,6 +20,7 @@ from ..sse import Event
 
 __all__ = [
     "StreamValidator",
+    "check_error_answer",
     "check_http",
     "check_json_answer",
     "is_json_type",
@@ -185,3 +186,65 @@ def check_json_answer(
     if not shape.is_valid(value):
         fail(f"the answer is not {what}: {shape.explain(value)}")
     return findings, {"http.stream-false-json"}
+
+
+def check_error_answer(
+    api: str,
+    status: int | None,
+    content_type: str | None,
+    body: bytes,
+    expected_status: tuple[int, ...],
+    shape: Schema,
+    shape_text: str,
+) -> tuple[list[Finding], set[str], Any]:
+    """``{api}.error-status`` and ``{api}.error-body`` for a request that must be refused.
+
+    The status must be one of ``expected_status`` (any 4xx when empty) and the body the
+    API's JSON error object (``shape``, described by ``shape_text``), not an event stream.
+    Returns the parsed body too (None when it is not JSON), for API-specific checks.
+    """
+    if status is None:
+        return [], set(), None
+    status_rule, body_rule = f"{api}.error-status", f"{api}.error-body"
+    findings: list[Finding] = []
+    checked = {status_rule}
+    sample = excerpt(body)
+    expected = " or ".join(str(s) for s in expected_status) or "a 4xx status"
+
+    def fail(rule: str, message: str) -> None:
+        findings.append(Finding(rule, message, None, sample))
+
+    if 200 <= status < 300:
+        fail(
+            status_rule,
+            f"the invalid request was accepted with {status}; it must be refused before "
+            f"streaming with {expected}",
+        )
+        return findings, checked, None
+    if (expected_status and status not in expected_status) or (
+        not expected_status and not 400 <= status < 500
+    ):
+        fail(status_rule, f"the invalid request was refused with {status}, expected {expected}")
+    checked.add(body_rule)
+    media = media_type(content_type)
+    if media == "text/event-stream":
+        fail(body_rule, f"the {status} error is sent as an event stream, not as a JSON body")
+        return findings, checked, None
+    try:
+        value = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        fail(
+            body_rule,
+            f"the {status} error body is not JSON (Content-Type {media or 'missing'}): "
+            "clients read the error's message from it",
+        )
+        return findings, checked, None
+    if not shape.is_valid(value):
+        fail(body_rule, f"the {status} error body is not {shape_text}: {shape.explain(value)}")
+    elif not is_json_type(media):
+        fail(
+            body_rule,
+            f"the {status} error body is JSON but labelled "
+            f"{media or 'with no Content-Type'}, not application/json",
+        )
+    return findings, checked, value

@@ -46,10 +46,15 @@ from typing import Any, Final
 
 import orjson
 
-from ..findings import Finding, excerpt
+from ..findings import Finding
 from ..schemas import schema
 from ..sse import Event
-from .base import StreamValidator, check_json_answer, is_json_type, json_error, media_type
+from .base import (
+    StreamValidator,
+    check_error_answer,
+    check_json_answer,
+    json_error,
+)
 
 __all__ = [
     "CHUNK_OBJECT",
@@ -1135,87 +1140,10 @@ def check_error_response(
     expected_status: tuple[int, ...],
 ) -> tuple[list[Finding], set[str]]:
     """``openai.error-status`` and ``openai.error-body`` for a request that must be refused."""
-    findings: list[Finding] = []
-    if status is None:
-        return findings, set()
-    checked = {"openai.error-status"}
-    sample = excerpt(body)
-    expected = " or ".join(str(s) for s in expected_status) or "a 4xx status"
-    if 200 <= status < 300:
-        findings.append(
-            Finding(
-                "openai.error-status",
-                f"the invalid request was accepted with {status}; it must be refused before "
-                f"streaming with {expected}",
-                None,
-                sample,
-            )
-        )
-        return findings, checked
-    if expected_status and status not in expected_status:
-        findings.append(
-            Finding(
-                "openai.error-status",
-                f"the invalid request was refused with {status}, expected {expected}",
-                None,
-                sample,
-            )
-        )
-    elif not expected_status and not 400 <= status < 500:
-        findings.append(
-            Finding(
-                "openai.error-status",
-                f"the invalid request was refused with {status}, expected a 4xx status",
-                None,
-                sample,
-            )
-        )
-    checked.add("openai.error-body")
-    media = media_type(content_type)
-    if media == "text/event-stream":
-        findings.append(
-            Finding(
-                "openai.error-body",
-                f"the {status} error is sent as an event stream, not as a JSON body",
-                None,
-                sample,
-            )
-        )
-        return findings, checked
-    try:
-        value = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        findings.append(
-            Finding(
-                "openai.error-body",
-                f"the {status} error body is not JSON (Content-Type {media or 'missing'}): "
-                "clients read error.message from it",
-                None,
-                sample,
-            )
-        )
-        return findings, checked
-    shape = schema("openai", "error_body")
-    if not shape.is_valid(value):
-        findings.append(
-            Finding(
-                "openai.error-body",
-                f'the {status} error body is not {{"error": {{message, type, param, code}}}}: '
-                f"{shape.explain(value)}",
-                None,
-                sample,
-            )
-        )
-    elif not is_json_type(media):
-        findings.append(
-            Finding(
-                "openai.error-body",
-                f"the {status} error body is JSON but labelled {media or 'with no Content-Type'}"
-                ", not application/json",
-                None,
-                sample,
-            )
-        )
+    findings, checked, _ = check_error_answer(
+        "openai", status, content_type, body, expected_status,
+        schema("openai", "error_body"), '{"error": {message, type, param, code}}',
+    )  # fmt: skip
     return findings, checked
 
 
