@@ -2,7 +2,7 @@
 
     python benchmarks/bench_load.py [--duration 8] [--concurrency 50,100,150,200,250,300]
         [--contenders ours,ours-novalidate,httpuser,fasthttpuser] [--two-workers] [--repeat 2]
-        [--guidellm PATH] [--json results.json]
+        [--levels CONTENDER=C1,C2,...]... [--guidellm PATH] [--json results.json]
 
 The reference server runs in its own process (one of the machine's cores) with send stamps:
 ``: t=<perf_counter_ns>`` before every event, 10 ms between events, so C concurrent streams
@@ -21,7 +21,8 @@ TTFT error is its TTFT p50 minus the true TTFT p50 of ``ours``' run at that conc
 (measured TTFT minus the first content event's lateness). ``--two-workers`` repeats ``ours``
 with ``--processes 2``. Each row also shows the CPU of the server and of everything else on
 the machine (``other%``): on a shared 2-core box other work makes every figure worse, so
-``--repeat N`` keeps the best of N runs per level.
+``--repeat N`` keeps the best of N runs per level. ``--levels ours=400,450`` gives one contender
+its own concurrency levels (each saturates at a different rate).
 """
 
 from __future__ import annotations
@@ -50,12 +51,12 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(port: int) -> subprocess.Popen:
-    code = (
-        "from streamproof.server import run_server, Timing; "
-        f"run_server(port={port}, timing=Timing({TTFT_MS}, {GAP_MS}, 1))"
-    )
-    proc = subprocess.Popen([sys.executable, "-c", code], start_new_session=True)
+def start_server(port: int, tls_dir: Path | None = None) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "streamproof.cli", "serve", "--port", str(port)]
+    cmd += ["--api-key", KEY, "--ttft-ms", str(TTFT_MS), "--gap-ms", str(GAP_MS)]
+    if tls_dir is not None:
+        cmd += ["--tls-cert", str(tls_dir / "server.pem")]
+    proc = subprocess.Popen(cmd, start_new_session=True, stdout=subprocess.DEVNULL)
     for _ in range(100):
         with socket.socket() as s:
             if s.connect_ex(("127.0.0.1", port)) == 0:
@@ -252,6 +253,20 @@ def row(name: str, users: int, r: dict) -> str:
     )
 
 
+def _make_tls() -> Path:
+    """A private CA and a certificate for 127.0.0.1; every child process trusts the CA."""
+    import trustme
+
+    ca = trustme.CA()
+    folder = Path(tempfile.mkdtemp(prefix="bench-tls-"))
+    ca.issue_cert("127.0.0.1").private_key_and_cert_chain_pem.write_to_path(
+        str(folder / "server.pem")
+    )
+    ca.cert_pem.write_to_path(str(folder / "ca.pem"))
+    os.environ["SSL_CERT_FILE"] = os.environ["REQUESTS_CA_BUNDLE"] = str(folder / "ca.pem")
+    return folder
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--duration", type=float, default=8.0)
@@ -259,15 +274,33 @@ def main() -> None:
     ap.add_argument("--contenders", default="ours,ours-novalidate,httpuser,fasthttpuser")
     ap.add_argument("--two-workers", action="store_true")
     ap.add_argument("--repeat", type=int, default=1, help="runs per level, the best one kept")
+    ap.add_argument(
+        "--levels",
+        action="append",
+        default=[],
+        metavar="CONTENDER=C1,C2",
+        help="concurrency levels of one contender (instead of --concurrency)",
+    )
+    ap.add_argument(
+        "--tls",
+        action="store_true",
+        help="the server speaks HTTPS (a private CA made by trustme, trusted by every "
+        "contender through SSL_CERT_FILE / REQUESTS_CA_BUNDLE)",
+    )
     ap.add_argument("--guidellm", help="path of the guidellm executable")
     ap.add_argument("--json", help="write all results here")
     a = ap.parse_args()
     levels = [int(x) for x in a.concurrency.split(",")]
+    own_levels = {
+        name: [int(x) for x in spec.split(",")]
+        for name, _, spec in (item.partition("=") for item in a.levels)
+    }
     global SERVER
     port = free_port()
-    server = start_server(port)
+    tls_dir = _make_tls() if a.tls else None
+    server = start_server(port, tls_dir)
     SERVER = psutil.Process(server.pid)
-    base = f"http://127.0.0.1:{port}"
+    base = f"{'https' if a.tls else 'http'}://127.0.0.1:{port}"
     results: dict[str, list[tuple[int, dict]]] = {}
     try:
         print(
@@ -284,7 +317,7 @@ def main() -> None:
             runners["ours-2-workers"] = lambda c: ours(base, c, a.duration, True, processes=2)
         names = a.contenders.split(",") + (["ours-2-workers"] if a.two_workers else [])
         for name in names:
-            for c in levels:
+            for c in own_levels.get(name, levels):
                 # best of --repeat (the lowest lateness p50): other work on a shared machine
                 # only ever makes a run worse
                 tries = [runners[name](c) for _ in range(a.repeat)]

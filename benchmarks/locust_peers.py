@@ -64,6 +64,8 @@ class HttpLines(HttpUser):
     wait_time = constant(0)
 
     def on_start(self) -> None:
+        if os.environ.get("REQUESTS_CA_BUNDLE"):  # bench_load.py --tls: its private CA
+            self.client.verify = os.environ["REQUESTS_CA_BUNDLE"]
         time.sleep(random.uniform(0.0, 1.0))  # as streamproof's --start-jitter 1 (gevent-patched)
 
     @task

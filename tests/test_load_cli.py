@@ -56,3 +56,24 @@ def test_load_command_reports_failures(tmp_path, capsys) -> None:
 def test_duration_parsing() -> None:
     assert cli.parse_duration("30s") == 30 and cli.parse_duration("2m") == 120
     assert cli.parse_duration("1h30m") == 5400 and cli.parse_duration("45") == 45
+
+
+def test_locustfile_options_are_listed_where_locust_help_cannot() -> None:
+    # Locust prints --help before it loads the locustfile; these commands fill the gap
+    import subprocess
+    import sys
+
+    listing = subprocess.run(
+        [sys.executable, "-m", "streamproof.load.args"], capture_output=True, text=True, timeout=60
+    )
+    assert listing.returncode == 0, listing.stderr[-2000:]
+    for option in ("--api", "--max-tokens", "--include-usage", "--interrupt-after", "--shape"):
+        assert option in listing.stdout
+    assert "STREAMPROOF_API" in listing.stdout  # where each can come from in the environment
+    epilog = subprocess.run(
+        [sys.executable, "-m", "streamproof.cli", "load", "--help"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert "python -m streamproof.load.args" in " ".join(epilog.stdout.split())

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import math
 import random
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -112,6 +114,22 @@ def test_reservoir_is_exact_then_bounded() -> None:
     for i in range(10_000):
         r.add(float(i))
     assert len(r.values) == 100 and r.count == 10_100 and not r.exact
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 64, 5000])
+def test_reservoir_past_its_cap_is_a_uniform_sample(chunk: int) -> None:
+    n, cap = 200_000, 2000
+    r = Reservoir(cap=cap, seed=chunk)
+    stream = [float(i) for i in range(n)]
+    for i in range(0, n, chunk):
+        r.extend(stream[i : i + chunk])
+    assert r.count == n and len(r.values) == cap and len(set(r.values)) == cap
+    deciles = [0] * 10
+    for v in r.values:
+        deciles[int(v * 10 // n)] += 1
+    # each tenth of the stream holds ~200 of the 2000 kept (sd ~13): none is favoured
+    assert all(140 < d < 260 for d in deciles), deciles
+    assert max(r.values) > n * 0.99  # the latest samples get in too
 
 
 def test_lag_histogram_quantiles_and_merge() -> None:
@@ -341,3 +359,45 @@ def test_shape_stages() -> None:
         shape="spike", num_users=2, spike_users=8, spike_at=4, spike_time=2, run_time=10
     )
     assert [(t, u) for t, u, _ in stages(opts)] == [(4, 2), (6, 8), (10, 2)]
+
+
+# Importing locust monkey-patches the whole process (threads become greenlets), so the
+# comparison with Locust's own logging runs in a child process.
+_BULK_CHECK = """
+import sys
+import types
+import pytest
+import locust.stats
+from locust.stats import RequestStats
+from streamproof.load.users import log_samples
+
+locust.stats.time = types.SimpleNamespace(time=lambda: 1_700_000_000.25)  # one second for all
+
+samples = [float(x) for x in sys.argv[1:]]
+ours, locust_own = RequestStats(), RequestStats()
+for stats in (ours, locust_own):
+    stats.log_request("openai", "TTFT", 101.0, 0)
+log_samples(ours, "openai", "ITL", samples)
+for x in samples:
+    locust_own.log_request("openai", "ITL", x, 0)
+for a, b in zip(
+    [*ours.serialize_stats(), ours.total.serialize()],
+    [*locust_own.serialize_stats(), locust_own.total.serialize()],
+    strict=True,
+):
+    # the same sum in another order: equal up to float rounding
+    assert a.pop("total_response_time") == pytest.approx(b.pop("total_response_time"))
+    assert a == b, (a, b)
+print("same")
+"""
+
+
+@pytest.mark.parametrize("samples", [[], [7.3], [10.2, 9.8, 150.4, 0.4, 12000.0, 10.2]])
+def test_bulk_itl_logging_equals_locust_per_sample_logging(samples) -> None:
+    run = subprocess.run(
+        [sys.executable, "-c", _BULK_CHECK, *map(str, samples)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0 and run.stdout.strip() == "same", run.stderr[-2000:]

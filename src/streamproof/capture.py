@@ -10,7 +10,10 @@ becomes a ``transport.*`` finding, never a hang. A capture can be saved as a tra
 
 from __future__ import annotations
 
+import functools
 import json
+import os
+import ssl
 import time
 import zlib
 from collections.abc import Callable
@@ -29,7 +32,7 @@ from .findings import Finding, excerpt
 from .redact import mask_headers, redact, redact_bytes
 from .sse import DEFAULT_MAX_EVENT_BYTES, Event, SSEDecoder
 
-__all__ = ["Capture", "Timeouts", "exchange", "load_transcript", "replay"]
+__all__ = ["Capture", "Timeouts", "exchange", "load_transcript", "replay", "tls_context"]
 
 DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024  # kept for the report; decoding goes on past it
 DEFAULT_MAX_KEPT_EVENTS = 100_000  # kept for excerpts; validation sees every event
@@ -37,6 +40,24 @@ DEFAULT_MAX_KEPT_EVENTS = 100_000  # kept for excerpts; validation sees every ev
 # transport.broken finding (a compression bomb). No LLM stream comes near it.
 DEFAULT_MAX_INFLATED_BYTES = 64 * 1024 * 1024
 _INFLATE_STEP = 256 * 1024
+
+
+def tls_context() -> ssl.SSLContext:
+    """The client TLS context of the suite and the load generator: the CA bundle named by
+    ``SSL_CERT_FILE`` or ``SSL_CERT_DIR`` when set (a gateway behind a private CA), else
+    certifi's, as httpx chooses. Read here because the clients run with ``trust_env=False``
+    (no proxy taken from the environment). One context per setting: building one loads the
+    whole bundle."""
+    return _tls_context(os.environ.get("SSL_CERT_FILE"), os.environ.get("SSL_CERT_DIR"))
+
+
+@functools.cache
+def _tls_context(cafile: str | None, capath: str | None) -> ssl.SSLContext:
+    if cafile or capath:
+        return ssl.create_default_context(cafile=cafile, capath=capath)
+    import certifi
+
+    return ssl.create_default_context(cafile=certifi.where())
 
 
 class InflateError(Exception):

@@ -262,7 +262,17 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     timing = Timing(
         ttft_ms=args.ttft_ms, gap_ms=args.gap_ms, tokens_per_chunk=args.tokens_per_chunk
     )
-    run_server(args.host, args.port, args.api_key or DEFAULT_API_KEY, timing)
+    context = None
+    if args.tls_cert:
+        import ssl
+
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        try:
+            context.load_cert_chain(args.tls_cert, args.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            print(f"streamproof serve: cannot load the TLS certificate: {exc}", file=sys.stderr)
+            return 2
+    run_server(args.host, args.port, args.api_key or DEFAULT_API_KEY, timing, ssl_context=context)
     return 0
 
 
@@ -344,6 +354,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--gap-ms", type=float, default=2.0)
     serve.add_argument("--tokens-per-chunk", type=int, default=1)
     serve.add_argument("--list-faults", action="store_true", help="list the injectable faults")
+    serve.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate (chain)")
+    serve.add_argument("--tls-key", help="its PEM private key (if not in the --tls-cert file)")
 
     check = sub.add_parser("check", help="validate a recorded .sse body offline")
     check.add_argument("file")
@@ -351,17 +363,16 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--request", help="JSON file with the request body that produced it")
     check.add_argument("--json", action="store_true", help="one JSON finding per line")
 
-    try:
-        from .load.cli import add_arguments as add_load_arguments
-    except ImportError:  # pragma: no cover - the load package ships with streamproof
-        add_load_arguments = None
-    if add_load_arguments is not None:
-        load = sub.add_parser(
-            "load",
-            help="load test (Locust, headless): TTFT, inter-token latency, throughput",
-            description="A headless Locust run; writes reports/load/summary.json and more.",
-        )
-        add_load_arguments(load)
+    from .load.cli import LOCUST_EPILOG
+    from .load.cli import add_arguments as add_load_arguments
+
+    load = sub.add_parser(
+        "load",
+        help="load test (Locust, headless): TTFT, inter-token latency, throughput",
+        description="A headless Locust run; writes reports/load/summary.json and more.",
+        epilog=LOCUST_EPILOG,
+    )
+    add_load_arguments(load)
 
     rules = sub.add_parser("rules", help="list the rule catalogue")
     rules.add_argument("--json", action="store_true")

@@ -18,7 +18,7 @@ from typing import Any, Literal
 import httpx
 import orjson
 
-from .capture import Capture, Timeouts, body_excerpt, exchange
+from .capture import Capture, Timeouts, body_excerpt, exchange, tls_context
 from .findings import Finding
 from .redact import register_secret
 from .scenarios import Scenario
@@ -187,7 +187,7 @@ class Runner:
     def __init__(self, target: Target) -> None:
         self.target = target
         self.results: dict[str, ScenarioResult] = {}
-        self._client = httpx.Client(trust_env=False)
+        self._client = httpx.Client(trust_env=False, verify=tls_context())
 
     def close(self) -> None:
         self._client.close()

@@ -34,10 +34,12 @@ class Event:
     offset in the body where the event's first line starts; ``index`` counts dispatched
     events from 0. ``comment`` is the last comment line of the event's block (without the
     colon), or None: WHATWG clients ignore comments, but the reference server puts its send
-    stamp there (``: t=<ns>``) for load tests that measure their own lateness.
+    stamp there (``: t=<ns>``) for load tests that measure their own lateness. ``parsed``
+    caches ``data`` parsed as JSON for its consumers (``validators.base.event_json``), so the
+    validator and the load generator's tracker parse each event once between them.
     """
 
-    __slots__ = ("comment", "data", "id", "index", "name", "offset", "retry", "t")
+    __slots__ = ("comment", "data", "id", "index", "name", "offset", "parsed", "retry", "t")
 
     def __init__(
         self,
@@ -58,6 +60,7 @@ class Event:
         self.offset = offset
         self.t = t
         self.comment = comment
+        self.parsed: object = None
 
     @property
     def type(self) -> str:
@@ -176,12 +179,16 @@ class SSEDecoder:
             if line:
                 if self._start < 0:
                     self._start = base
-                self._line(line, base)
+                if line[0] == _COLON:  # a comment: inline, a stamping server sends one per event
+                    self.comments += 1
+                    self._comment = line[1:]
+                else:
+                    self._line(line, base)
+                    if self.stopped:
+                        return out
             elif self._start >= 0:
                 self._dispatch(out, t)
             base += len(line) + 1
-            if self.stopped:
-                return out
         self._keep(rest, base)
         return out
 
@@ -263,9 +270,12 @@ class SSEDecoder:
             self.comments += 1
             self._comment = line[1:]
             return
-        name, _, value = line.partition(b":")
-        if value[:1] == b" ":
-            value = value[1:]
+        if line.startswith(b"data: "):  # the usual form: no partition, one slice
+            name, value = b"data", line[6:]
+        else:
+            name, _, value = line.partition(b":")
+            if value[:1] == b" ":
+                value = value[1:]
         if name == b"data":
             self._data.append(value)
             self._data_size += len(value) + 1
@@ -297,7 +307,10 @@ class SSEDecoder:
             self._reset()
             return
         raw = parts[0] if len(parts) == 1 else b"\n".join(parts)
-        data = raw.decode("ascii") if raw.isascii() else self._decode_event(raw)
+        try:
+            data = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            data = self._decode_event(raw)
         name = self._name
         out.append(
             Event(

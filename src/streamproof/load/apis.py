@@ -14,6 +14,7 @@ from typing import Any, Final
 import orjson
 
 from ..sse import Event
+from ..validators.base import event_json
 
 __all__ = [
     "ANTHROPIC_VERSION",
@@ -29,7 +30,6 @@ APIS: Final = ("openai", "anthropic")
 PATHS: Final = {"openai": "/chat/completions", "anthropic": "/messages"}
 ANTHROPIC_VERSION: Final = "2023-06-01"
 
-_loads = orjson.loads
 _JSONError = orjson.JSONDecodeError
 _VISIBLE_DELTAS: Final = {"text_delta": "text", "input_json_delta": "partial_json"}
 
@@ -124,7 +124,7 @@ class OpenAITracker(StreamTracker):
                 self.end_t = t
                 continue
             try:
-                obj = _loads(data)
+                obj = event_json(event)
             except _JSONError:
                 continue
             if obj.__class__ is not dict:
@@ -171,7 +171,7 @@ class AnthropicTracker(StreamTracker):
             if name == "ping":
                 continue
             try:
-                obj = _loads(event.data)
+                obj = event_json(event)
             except _JSONError:
                 continue
             if obj.__class__ is not dict:

@@ -290,3 +290,22 @@ class Settings:
     def key_for(self, api: str) -> str | None:
         """The key for one API (a ``mixed`` run may use one of each)."""
         return self.keys.get(api)
+
+
+def print_options() -> None:
+    """``python -m streamproof.load.args``: the locustfile's own options. Locust prints its
+    ``--help`` before it loads a locustfile, so they are missing there."""
+    from locust.argument_parser import LocustArgumentParser
+
+    parser = LocustArgumentParser(
+        prog="locust -f loadtests/locustfile.py",
+        description="Streaming options of the streamproof locustfile (besides Locust's own).",
+        add_env_var_help=True,
+        add_config_file_help=False,
+    )
+    add_locust_arguments(parser)
+    parser.print_help()
+
+
+if __name__ == "__main__":
+    print_options()

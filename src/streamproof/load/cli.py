@@ -32,10 +32,15 @@ from ..redact import register_secret
 from .args import API_CHOICES, DEFAULT_SUMMARY, PROMPT_CHOICES, SHAPE_CHOICES
 from .summary import format_table
 
-__all__ = ["add_arguments", "locustfile_path", "parse_duration", "run"]
+__all__ = ["LOCUST_EPILOG", "add_arguments", "locustfile_path", "parse_duration", "run"]
 
 GRACE_S: Final = 60.0
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")
+LOCUST_EPILOG: Final = (
+    "More options (--include-usage, --arrival-process, --step-*, --spike-*, --interrupt-*, "
+    "--start-jitter ...) reach the locustfile through --locust-arg; all of them, as "
+    "`locust -f loadtests/locustfile.py` takes them: python -m streamproof.load.args"
+)
 
 
 def locustfile_path() -> Path:
@@ -268,8 +273,10 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry point (``python -m streamproof.load.cli``) until the lead wires it."""
-    parser = argparse.ArgumentParser(prog="streamproof load", description=__doc__.split("\n")[0])
+    """``python -m streamproof.load.cli``: the same as ``streamproof load``."""
+    parser = argparse.ArgumentParser(
+        prog="streamproof load", description=__doc__.split("\n")[0], epilog=LOCUST_EPILOG
+    )
     add_arguments(parser)
     return run(parser.parse_args(argv))
 

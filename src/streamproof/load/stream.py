@@ -21,16 +21,17 @@ httpx ``iter_raw()`` under gevent             5.9 ms      35 ms         97 %
   (and only 3.9k events/s got through)
 ===========================================  ==========  ============  =====
 
-Then, for plain HTTP under gevent, one reader greenlet for all streams (:class:`_Reactor`)
-instead of a greenlet blocked in ``recv`` per stream: at 150 streams (14k events/s) 43 % CPU
-and lateness p99 3.5 ms, against 58 % and 21 ms. In Locust, with the engine's validation
-(``benchmarks/bench_load.py``) one process keeps lateness p50 under 1 ms up to ~21k events/s
-where stock HttpUser ``iter_lines(chunk_size=None)`` passes 5 ms at ~17k and has a p99 ten
-times longer; FastHttpUser's ``iter_lines`` reads 1 KiB blocks (``response.read(1024)`` waits
-for the block to fill), batches ~8 events and is ~20 ms late at p50 at any rate. A read
-returns as soon as any byte is there (no read-ahead buffer), so a stamp is never late by more
-than the time the process's one core takes to get to it. TLS streams (and use without gevent)
-read with the socket's own waits.
+Then, for plain HTTP under gevent, the reads happen in the event loop's own callbacks
+(:class:`_Reactor`) instead of in a greenlet blocked in ``recv`` per stream. In Locust
+(``benchmarks/bench_load.py``, figures in BENCHMARKS.md) one process keeps lateness p50 under
+5 ms up to ~54k events/s with validation off and ~38k with every event validated, where stock
+HttpUser ``iter_lines(chunk_size=None)`` passes 5 ms at ~26-28k with a p99 near 100 ms;
+FastHttpUser's ``iter_lines`` reads 1 KiB blocks (``response.read(1024)`` waits for the block
+to fill), batches ~8 events and is ~20 ms late at p50 at any rate. A read returns as soon as
+any byte is there (no read-ahead buffer), so a stamp is never late by more than the time the
+process's one core takes to get to it. HTTPS takes the same path: TLS runs on memory BIOs
+(:class:`_TLS`), so the encrypted read is stamped and then decrypted. Without gevent (a plain
+script) the client reads with the socket's own blocking waits.
 
 Time bounds as in ``capture.Timeouts``: connect, first byte (until the response headers), idle
 (the longest silence between reads) and total; each one that runs out is a failure of kind
@@ -55,7 +56,7 @@ from urllib.parse import urlsplit
 
 import httptools
 
-from ..capture import Timeouts
+from ..capture import Timeouts, tls_context
 from ..findings import Finding
 from ..redact import redact
 from ..sse import DEFAULT_MAX_EVENT_BYTES, Event, SSEDecoder
@@ -68,7 +69,7 @@ STAMP_HEADER: Final = "x-streamproof-stamps"
 _READ: Final = 65536
 _ERROR_BODY_MAX: Final = 64 * 1024
 _STALE_ERRNOS: Final = (errno.ECONNRESET, errno.EPIPE)
-_EVENT_READ: Final = 1  # selectors.EVENT_READ
+_EVENT_READ: Final = 1  # libev (gevent.core) READ
 _pc = time.perf_counter_ns
 _USER_AGENT: Final = "streamproof-load"
 
@@ -150,6 +151,61 @@ class StreamResult:
         }
 
 
+class _TLS:
+    """TLS on a plain socket through the ssl module's memory BIOs (``SSLContext.wrap_bio``):
+    the read path stays the same for HTTP and HTTPS — the encrypted read is stamped the moment
+    it returns, then decrypted in place — so HTTPS streams are read in the reactor's callbacks
+    too, where an ``SSLSocket`` needs a greenlet blocked in ``recv`` per stream. Measured
+    (``bench_load.py --tls``, validation on): 29.7k events/s at lateness p50 < 5 ms, against
+    21.1k with an ``SSLSocket`` per greenlet (stock HttpUser: 21.7k)."""
+
+    __slots__ = ("incoming", "obj", "outgoing")
+
+    def __init__(self, context: ssl.SSLContext, host: str) -> None:
+        self.incoming = ssl.MemoryBIO()
+        self.outgoing = ssl.MemoryBIO()
+        self.obj = context.wrap_bio(self.incoming, self.outgoing, server_hostname=host)
+
+    def handshake(self, sock: Any) -> None:
+        """On a socket with its own waits and timeout (the caller maps the errors)."""
+        while True:
+            try:
+                self.obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                self.flush(sock)
+                data = sock.recv(_READ)
+                if not data:
+                    raise ConnectionResetError("the server closed the connection") from None
+                self.incoming.write(data)
+        self.flush(sock)
+
+    def flush(self, sock: Any) -> None:
+        """Send what TLS has to say (handshake records, the answer to a key update)."""
+        out = self.outgoing.read()
+        if out:
+            sock.sendall(out)
+
+    def encrypt(self, data: bytes) -> bytes:
+        self.obj.write(data)
+        return self.outgoing.read()
+
+    def decrypt(self, data: bytes) -> tuple[bytes, bool]:
+        """The plaintext of one read, and whether the server closed TLS (close_notify)."""
+        self.incoming.write(data)
+        parts: list[bytes] = []
+        while True:
+            try:
+                part = self.obj.read(_READ)
+            except ssl.SSLWantReadError:
+                return b"".join(parts), False
+            except ssl.SSLZeroReturnError:
+                return b"".join(parts), True
+            if not part:
+                return b"".join(parts), True
+            parts.append(part)
+
+
 class _Exchange:
     """One response being read: the httptools callbacks (the stamp of the current read is
     ``t``) and :meth:`take`, the step shared by both read loops."""
@@ -177,6 +233,7 @@ class _Exchange:
         "result",
         "sse",
         "t",
+        "tls",
         "tracker",
         "validator",
         "wake",
@@ -213,6 +270,7 @@ class _Exchange:
         self.may_be_stale = False
         self.got_any = False
         self.raw: Any = None
+        self.tls: _TLS | None = None
         self.failure: BaseException | None = None
         self.wake: Any = None
 
@@ -245,6 +303,21 @@ class _Exchange:
         if t > self.deadline:
             raise _Fail("transport.total", self.total_message())
         return self.done
+
+    def take_read(self, data: bytes, t: int) -> bool:
+        """:meth:`take` for one socket read, decrypted first on a TLS connection (a read of
+        only TLS records, a session ticket say, has nothing to take yet)."""
+        tls = self.tls
+        if tls is None or not data:
+            return self.take(data, t)
+        try:
+            plain, closed = tls.decrypt(data)
+            tls.flush(self.raw)
+        except (ssl.SSLError, OSError) as exc:
+            raise _Fail("transport.broken", self.broken(f"TLS failed: {exc}")) from exc
+        if plain and self.take(plain, t):
+            return True
+        return self.take(b"", t) if closed else False
 
     def read_error(self, exc: OSError) -> Exception:
         if self.may_be_stale and not self.got_any and exc.errno in _STALE_ERRNOS:
@@ -343,11 +416,13 @@ class _Exchange:
         for event in events:
             comment = event.comment
             if comment is not None and comment.startswith(b" t="):
-                with contextlib.suppress(ValueError):
+                try:
                     late = event.t - int(comment[3:])
-                    lag.append(late)
-                    if event.index == first:
-                        self.result.ttft_lag_ns = late
+                except ValueError:
+                    continue
+                lag.append(late)
+                if event.index == first:
+                    self.result.ttft_lag_ns = late
 
     def on_message_complete(self) -> None:
         self.done = True
@@ -360,15 +435,16 @@ def _gevent_patched() -> bool:
 
 
 class _Reactor:
-    """Reads every in-flight plain-HTTP stream of the process from one greenlet.
+    """Reads every in-flight plain-HTTP stream of the process inside gevent's own event loop.
 
     Under gevent each ``sock.recv`` of a waiting greenlet costs a failed non-blocking read, a
-    timeout object and two greenlet switches. Here one greenlet waits on one selector (epoll
-    or kqueue, the unpatched one, whose descriptor gevent's hub watches) and reads each ready
-    socket once, stamping the read the moment it returns; the user greenlet sleeps until its
-    exchange is over. Measured (``benchmarks/bench_load.py``, 150 streams at 100 events/s
-    each): 30 % less CPU per event and a p99 lateness several times lower than a greenlet
-    per socket. Time bounds are checked every ``CHECK_S``.
+    timeout object and two greenlet switches per read. Here each exchange gets one libev read
+    watcher whose callback runs in the hub: it reads the ready socket once, stamps the read the
+    moment it returns and feeds it on, with no greenlet switch and no second poll; the user
+    greenlet sleeps until its exchange is over. Measured with a client that only reads (250
+    streams from the reference server, 10 ms between events): 10.5 µs of CPU per read, against
+    12.1 for one reader greenlet on its own epoll and ~14 when that greenlet also waits with a
+    timeout, as it did. Time bounds are checked by one repeating timer every ``CHECK_S``.
     """
 
     CHECK_S: Final = 0.05
@@ -376,16 +452,11 @@ class _Reactor:
     def __init__(self) -> None:
         import gevent
         import gevent.event
-        import gevent.socket
-        from gevent.monkey import get_original
 
-        self._gevent = gevent
+        self._loop = gevent.get_hub().loop
         self._event_cls = gevent.event.Event
-        self._selector = get_original("selectors", "DefaultSelector")()
-        self._active: dict[int, _Exchange] = {}
-        self._work = gevent.event.Event()
-        self._next_check = 0
-        self._greenlet = gevent.spawn(self._run)
+        self._active: dict[_Exchange, Any] = {}  # exchange -> its read watcher
+        self._timer: Any = None
 
     def read(self, sock: Any, ex: _Exchange) -> None:
         """Wait (this greenlet) until the exchange is over; raise its failure, if any."""
@@ -393,67 +464,61 @@ class _Reactor:
         ex.raw = raw
         ex.last_read = ex.result.t_send
         ex.wake = self._event_cls()
-        fd = raw.fileno()
-        self._selector.register(fd, _EVENT_READ, ex)
-        self._active[fd] = ex
-        self._work.set()
+        watcher = self._loop.io(raw.fileno(), _EVENT_READ)
+        self._active[ex] = watcher
+        watcher.start(self._ready, ex)
+        if self._timer is None:
+            self._timer = self._loop.timer(self.CHECK_S, self.CHECK_S)
+            self._timer.start(self._check)
         try:
             ex.wake.wait()
         finally:
-            self._forget(fd, ex)
+            self._forget(ex)
         if ex.failure is not None:
             raise ex.failure
 
-    def _forget(self, fd: int, ex: _Exchange) -> None:
-        if self._active.get(fd) is ex:
-            del self._active[fd]
-            with contextlib.suppress(KeyError, ValueError, OSError):
-                self._selector.unregister(fd)
+    def _forget(self, ex: _Exchange) -> None:
+        watcher = self._active.pop(ex, None)
+        if watcher is not None:
+            watcher.stop()
+            watcher.close()
+        if not self._active and self._timer is not None:
+            self._timer.stop()
+            self._timer.close()
+            self._timer = None
 
-    def _end(self, fd: int, ex: _Exchange, failure: BaseException | None) -> None:
+    def _end(self, ex: _Exchange, failure: BaseException | None) -> None:
         ex.failure = failure
-        self._forget(fd, ex)
+        self._forget(ex)
         ex.wake.set()
 
-    def _run(self) -> None:
-        wait_read = self._gevent.socket.wait_read
-        select = self._selector.select
-        selector_fd = self._selector.fileno()
-        active = self._active
-        while True:
-            if not active:
-                self._work.clear()
-                self._work.wait()
-            with contextlib.suppress(TimeoutError):
-                wait_read(selector_fd, timeout=self.CHECK_S)
-            for key, _ in select(0):
-                ex = key.data
-                fd = key.fd
-                try:
-                    data = ex.raw.recv(_READ)
-                except (BlockingIOError, InterruptedError):
-                    continue
-                except OSError as exc:
-                    self._end(fd, ex, ex.read_error(exc))
-                    continue
-                t = _pc()
-                try:
-                    over = ex.take(data, t)
-                except (_Fail, _Stale) as exc:
-                    self._end(fd, ex, exc)
-                    continue
-                except Exception as exc:  # a bug must end one exchange, never the reactor
-                    self._end(fd, ex, _Fail("transport.broken", f"client error: {exc!r}"))
-                    continue
-                if over:
-                    self._end(fd, ex, None)
-            now = _pc()
-            if now >= self._next_check:
-                self._next_check = now + int(self.CHECK_S * 1e9)
-                for fd, ex in list(active.items()):
-                    failure = ex.expired(now)
-                    if failure is not None:
-                        self._end(fd, ex, failure)
+    def _ready(self, ex: _Exchange) -> None:
+        """The watcher's callback (in the hub: it must never block or raise)."""
+        try:
+            data = ex.raw.recv(_READ)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            self._end(ex, ex.read_error(exc))
+            return
+        t = _pc()
+        try:
+            over = ex.take(data, t) if ex.tls is None else ex.take_read(data, t)
+        except (_Fail, _Stale) as exc:
+            self._end(ex, exc)
+            return
+        except Exception as exc:  # a bug must end one exchange, never the event loop
+            self._end(ex, _Fail("transport.broken", f"client error: {exc!r}"))
+            return
+        if over:
+            self._end(ex, None)
+
+    def _check(self) -> None:
+        now = _pc()
+        for ex in list(self._active):
+            failure = ex.expired(now)
+            if failure is not None:
+                self._end(ex, failure)
 
 
 _REACTORS: dict[int, _Reactor] = {}
@@ -496,9 +561,11 @@ class StreamClient:
         self.max_event_bytes = max_event_bytes
         self._ssl = ssl_context
         self._sock: Any = None
+        self._tls: _TLS | None = None  # the connection's TLS state (https)
 
     def close(self) -> None:
         sock, self._sock = self._sock, None
+        self._tls = None
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.close()
@@ -538,16 +605,18 @@ class StreamClient:
             ex.may_be_stale = reused and attempt == 0
             try:
                 sock = self._sock or self._connect(ex.deadline)
+                ex.tls = tls = self._tls
                 try:
-                    sock.sendall(head + body)
-                except OSError as exc:
+                    request = head + body
+                    sock.sendall(request if tls is None else tls.encrypt(request))
+                except (OSError, ssl.SSLError) as exc:
                     if ex.may_be_stale:
                         raise _Stale from exc
                     raise _Fail("transport.broken", f"sending the request failed: {exc}") from exc
-                if self.tls or not _gevent_patched():
-                    self._read(sock, ex)
-                else:
+                if _gevent_patched():
                     _reactor().read(sock, ex)
+                else:
+                    self._read(sock, ex)
             except _Stale:
                 self.close()
                 result = StreamResult(api, tracker)
@@ -595,8 +664,9 @@ class StreamClient:
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.tls:
-                context = self._ssl or ssl.create_default_context()
-                sock = context.wrap_socket(sock, server_hostname=self.host)
+                tls = _TLS(self._ssl or tls_context(), self.host)
+                tls.handshake(sock)
+                self._tls = tls
         except TimeoutError as exc:
             sock.close()
             raise _Fail("transport.connect", "TLS handshake timed out") from exc
@@ -607,7 +677,8 @@ class StreamClient:
         return sock
 
     def _read(self, sock: Any, ex: _Exchange) -> None:
-        """Read with the socket's own waits (TLS, or no gevent: plain blocking sockets)."""
+        """Read with the socket's own waits (without gevent: plain blocking sockets)."""
+        ex.raw = sock
         recv = sock.recv
         settimeout = sock.settimeout
         idle = self.timeouts.idle
@@ -623,7 +694,7 @@ class StreamClient:
                 raise ex.timed_out() from exc
             except OSError as exc:
                 raise ex.read_error(exc) from exc
-            if ex.take(data, _pc()):
+            if ex.take_read(data, _pc()):
                 return
 
     def _finish(

@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import signal
 import socket
+import ssl
 import threading
 from collections.abc import Callable, Iterable
 from types import TracebackType
@@ -41,6 +42,7 @@ class ReferenceServer:
 
     ``api_key=None`` turns authentication off. ``stall_cap_s`` bounds every response: a
     stall or a slow drip is reset there, so nothing outlives a forgotten client.
+    ``ssl_context`` (a server context with its certificate loaded) serves HTTPS instead.
     """
 
     def __init__(
@@ -51,12 +53,15 @@ class ReferenceServer:
         timing: Timing | None = None,
         *,
         stall_cap_s: float = STALL_CAP_S,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.stats = SendStats()
         self.app = App(api_key, timing or Timing())
         self._cap_ns = int(stall_cap_s * 1e9)
+        self._ssl = ssl_context
+        self._scheme = "http" if ssl_context is None else "https"
         self._connections: set[Connection] = set()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -70,7 +75,7 @@ class ReferenceServer:
 
     @property
     def base_url(self) -> str:
-        return f"http://{self._authority(self.port)}/v1"
+        return f"{self._scheme}://{self._authority(self.port)}/v1"
 
     def url_for(
         self, faults: Iterable[str] = (), timing: Timing | str | None = None, stamps: bool = False
@@ -81,7 +86,8 @@ class ReferenceServer:
         if unknown:
             raise ValueError(f"unknown fault(s): {', '.join(unknown)}")
         refused = any(FAULTS[n].refuses_connect for n in names)
-        url = f"http://{self._authority(self._refusing_port() if refused else self.port)}"
+        port = self._refusing_port() if refused else self.port
+        url = f"{self._scheme}://{self._authority(port)}"
         if names:
             url += "/fault/" + ",".join(names)
         if timing is not None:
@@ -165,6 +171,7 @@ class ReferenceServer:
             self.host,
             self.port,
             backlog=_BACKLOG,
+            ssl=self._ssl,
         )
         self.port = server.sockets[0].getsockname()[1]
         ready()
@@ -199,6 +206,7 @@ def run_server(
     api_key: str | None = DEFAULT_API_KEY,
     timing: Timing | None = None,
     on_ready: Callable[[str], None] | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> None:
     """Serve in the foreground until Ctrl-C (``streamproof serve``)."""
-    ReferenceServer(host, port, api_key, timing).run(on_ready)
+    ReferenceServer(host, port, api_key, timing, ssl_context=ssl_context).run(on_ready)

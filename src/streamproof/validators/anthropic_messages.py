@@ -61,6 +61,7 @@ from .base import (
     StreamValidator,
     check_error_answer,
     check_json_answer,
+    event_json,
     json_error,
 )
 
@@ -255,7 +256,7 @@ class AnthropicMessagesValidator(StreamValidator):
 
     def _event(self, event: Event) -> None:
         try:
-            obj = _loads(event.data)
+            obj = event_json(event)
             kind = obj["type"]
             handler = self._handlers[kind]
         except Exception:  # not JSON, not an object, no type, an unknown type, [DONE]

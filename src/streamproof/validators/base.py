@@ -23,6 +23,7 @@ __all__ = [
     "check_error_answer",
     "check_http",
     "check_json_answer",
+    "event_json",
     "is_json_type",
     "json_error",
     "media_type",
@@ -35,6 +36,17 @@ __all__ = [
 _BURST_MIN_EVENTS = 5
 _BURST_SPREAD_FRACTION = 0.05
 _BURST_MIN_WAIT_NS = 250_000_000
+_loads = orjson.loads
+
+
+def event_json(event: Event) -> Any:
+    """The event's data parsed as JSON, parsed once and kept on the event (the validator and
+    the load generator's tracker both read it). Raises ``orjson.JSONDecodeError``. A ``null``
+    payload is parsed again on each call, which is harmless."""
+    value = event.parsed
+    if value is None:
+        value = event.parsed = _loads(event.data)
+    return value
 
 
 class StreamValidator:

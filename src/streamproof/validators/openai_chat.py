@@ -53,6 +53,7 @@ from .base import (
     StreamValidator,
     check_error_answer,
     check_json_answer,
+    event_json,
     json_error,
 )
 
@@ -261,7 +262,7 @@ class OpenAIChatValidator(StreamValidator):
             return
         self._payloads += 1
         try:
-            obj = _loads(data)
+            obj = event_json(event)
         except _JSONError as exc:
             self._flag(
                 "openai.data-json",
