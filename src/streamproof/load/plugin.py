@@ -107,25 +107,27 @@ class Collector:
                 self.writer.close()
             self.writer = RecordWriter(Path(settings.summary_json).parent / "requests.jsonl")
 
-    def add(self, rec: dict[str, Any], lag_ns: list[int] | None) -> None:
+    def add(self, rec: dict[str, Any], lag_ns: list[int] | None) -> RequestMetrics | None:
+        """Take one request; its metrics when this process computed them (aggregating)."""
         if self.aggregating:
             if lag_ns:
                 self.agg.lag.add_ns(lag_ns)
-            self._take(rec)
-            return
+            return self._take(rec)
         if lag_ns:
             self.lag.add_ns(lag_ns)
         if len(self.pending) < MAX_PENDING:
             self.pending.append(rec)
         else:
             self.dropped += 1
+        return None
 
-    def _take(self, rec: dict[str, Any]) -> None:
+    def _take(self, rec: dict[str, Any]) -> RequestMetrics | None:
         m = self.agg.add(rec)
         if self.writer is not None:
             self.writer.write(rec, m)
         if self.live and m is not None:
             self._live(m)
+        return m
 
     def _live(self, m: RequestMetrics) -> None:
         now = time.monotonic()

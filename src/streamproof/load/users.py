@@ -40,7 +40,7 @@ from locust.exception import StopUser
 
 from ..engine import validator_for
 from .apis import APIS, build_request, request_headers, tracker_for
-from .metrics import request_metrics
+from .metrics import RequestMetrics, request_metrics
 from .plugin import runtime
 from .prompts import PromptSource, load_prompts
 from .stream import StreamClient
@@ -157,10 +157,10 @@ class StreamingUser(User):
         self.sent += 1
         rec = result.record(wall, t_sched)
         rec["worker"] = rt.worker_index
-        rt.collector.add(rec, result.lag_ns)
-        self._report(rec)
+        self._report(rec, rt.collector.add(rec, result.lag_ns))
 
-    def _report(self, rec: dict[str, Any]) -> None:
+    def _report(self, rec: dict[str, Any], m: RequestMetrics | None) -> None:
+        """The request as rows of Locust's statistics (``m``: its metrics, if already known)."""
         fire = self.environment.events.request.fire
         kind = f"{rec['api']}-interrupt" if self.interrupt else rec["api"]
         if rec["sched_us"] is not None:
@@ -205,7 +205,8 @@ class StreamingUser(User):
                 context={},
             )
             return
-        m = request_metrics(rec)
+        if m is None:
+            m = request_metrics(rec)
         for name, value in (("TTFB", m.ttfb), ("TTFT", m.ttft), ("TTFO", m.ttfo), ("TPOT", m.tpot)):
             if value is not None:
                 fire(
