@@ -2,7 +2,7 @@
 
     python benchmarks/bench_load.py [--duration 8] [--concurrency 50,100,150,200,250,300]
         [--contenders ours,ours-novalidate,httpuser,fasthttpuser] [--two-workers] [--repeat 2]
-        [--levels CONTENDER=C1,C2,...]... [--guidellm PATH] [--json results.json]
+        [--levels CONTENDER=C1,C2,...]... [--tls] [--guidellm PATH] [--json results.json]
 
 The reference server runs in its own process (one of the machine's cores) with send stamps:
 ``: t=<perf_counter_ns>`` before every event, 10 ms between events, so C concurrent streams
@@ -22,7 +22,7 @@ TTFT error is its TTFT p50 minus the true TTFT p50 of ``ours``' run at that conc
 with ``--processes 2``. Each row also shows the CPU of the server and of everything else on
 the machine (``other%``): on a shared 2-core box other work makes every figure worse, so
 ``--repeat N`` keeps the best of N runs per level. ``--levels ours=400,450`` gives one contender
-its own concurrency levels (each saturates at a different rate).
+its own concurrency levels (each saturates at a different rate); ``--tls`` serves HTTPS.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -359,6 +360,8 @@ def main() -> None:
                     f"error p50 {r['ttft_err_p50_ms']} ms"
                 )
     finally:
+        if tls_dir is not None:
+            shutil.rmtree(tls_dir, ignore_errors=True)
         server.terminate()
         try:
             server.wait(10)

@@ -2,9 +2,9 @@
 can come from the environment or a config file, and reach the workers), and
 :class:`Settings`, the typed view every process builds from them.
 
-No Locust import here: ``add_locust_arguments`` takes Locust's parser (it accepts Locust's
-``include_in_web_ui`` / ``is_secret`` keywords) and :meth:`Settings.from_options` reads any
-namespace, including one whose values the web UI turned into strings.
+No Locust import at module level: ``add_locust_arguments`` takes Locust's parser (it accepts
+Locust's ``include_in_web_ui`` / ``is_secret`` keywords) and :meth:`Settings.from_options`
+reads any namespace, including one whose values the web UI turned into strings.
 """
 
 from __future__ import annotations
