@@ -29,7 +29,9 @@ def test_load_counts_hostile_failures_by_kind(fault: str, tmp_path: Path) -> Non
     done = subprocess.run(
         [sys.executable, "-m", "streamproof", "load", "--users", str(USERS),
          "--duration", f"{DURATION_S}s", "--fault", fault, "--idle-timeout", "0.5",
-         "--total-timeout", "2", "--summary-json", str(summary_path)],
+         "--total-timeout", "2", "--summary-json", str(summary_path),
+         # a failure every ~0.7 s from the first second on: several per user in the run
+         "--gap-ms", "2", "--locust-arg=--start-jitter=0"],
         capture_output=True, text=True, timeout=90, cwd=tmp_path,
     )  # fmt: skip
     elapsed = time.monotonic() - started
