@@ -179,16 +179,12 @@ class SSEDecoder:
             if line:
                 if self._start < 0:
                     self._start = base
-                if line[0] == _COLON:  # a comment: inline, a stamping server sends one per event
-                    self.comments += 1
-                    self._comment = line[1:]
-                else:
-                    self._line(line, base)
-                    if self.stopped:
-                        return out
+                self._line(line, base)
             elif self._start >= 0:
                 self._dispatch(out, t)
             base += len(line) + 1
+            if self.stopped:
+                return out
         self._keep(rest, base)
         return out
 
@@ -270,12 +266,9 @@ class SSEDecoder:
             self.comments += 1
             self._comment = line[1:]
             return
-        if line.startswith(b"data: "):  # the usual form: no partition, one slice
-            name, value = b"data", line[6:]
-        else:
-            name, _, value = line.partition(b":")
-            if value[:1] == b" ":
-                value = value[1:]
+        name, _, value = line.partition(b":")
+        if value[:1] == b" ":
+            value = value[1:]
         if name == b"data":
             self._data.append(value)
             self._data_size += len(value) + 1
@@ -307,10 +300,7 @@ class SSEDecoder:
             self._reset()
             return
         raw = parts[0] if len(parts) == 1 else b"\n".join(parts)
-        try:
-            data = raw.decode("utf-8")
-        except UnicodeDecodeError:
-            data = self._decode_event(raw)
+        data = raw.decode("ascii") if raw.isascii() else self._decode_event(raw)
         name = self._name
         out.append(
             Event(
