@@ -32,7 +32,8 @@ FAST = (
 )  # fmt: skip
 BOUND_S = 3 * TOTAL_S  # a run ends within 3x the configured total timeout
 
-# fault → (rule expected in compliance.json, words its message must contain)
+# fault → (rule expected in compliance.json, words its message must contain); each runs
+# against both APIs ({api} is the API; its anthropic- copy proves it for that API)
 HOSTILE = {
     "stall-headers": ("transport.first-byte", "no response headers within 2 s"),
     "stall-after-headers": ("transport.idle", "no byte for 1 s after the response headers"),
@@ -48,8 +49,8 @@ HOSTILE = {
     "reset": ("transport.broken", "connection closed abruptly"),
     "bad-chunked": ("transport.broken", "after"),
     "redirect-cross-origin": ("http.status", "answered 307"),
-    "deep-json": ("openai.data-json", "nesting too deep"),
-    "huge-number": ("openai.data-json", "a number too large"),
+    "deep-json": ("{api}.data-json", "nesting too deep"),
+    "huge-number": ("{api}.data-json", "a number too large"),
     "event-flood": (None, ""),
 }
 
@@ -60,10 +61,12 @@ def server():
         yield srv
 
 
-def run_suite(pytester, url: str, report_dir: Path, key: str = DEFAULT_API_KEY, extra=()):
+def run_suite(
+    pytester, url: str, report_dir: Path, key: str = DEFAULT_API_KEY, extra=(), api="openai"
+):
     args = [
         str(CONFORMANCE), "--base-url", url, "--model", DEFAULT_MODEL, "--api-key", key,
-        "--api", "openai", "--scenario", "plain", "--report-dir", str(report_dir),
+        "--api", api, "--scenario", "plain", "--report-dir", str(report_dir),
         "-p", "no:cacheprovider", "-q", *FAST, *extra,
     ]  # fmt: skip
     t0 = time.monotonic()
@@ -73,19 +76,27 @@ def run_suite(pytester, url: str, report_dir: Path, key: str = DEFAULT_API_KEY, 
     return result, report, elapsed
 
 
-def test_every_hostile_fault_is_registered() -> None:
-    assert set(HOSTILE) <= set(FAULTS)
+def _fault(name: str, api: str) -> str:
+    return name if api == "openai" else f"anthropic-{name}"
+
+
+@pytest.mark.parametrize("api", ["openai", "anthropic"])
+def test_every_hostile_fault_is_registered(api: str) -> None:
     for name in HOSTILE:
-        spec = FAULTS[name]
-        assert spec.api in ("any", "openai") and spec.description
+        spec = FAULTS[_fault(name, api)]
+        assert spec.api in ("any", api) and spec.description
         expected = HOSTILE[name][0]
-        assert (expected in spec.rules) if expected else spec.rules == ()
+        rules = spec.rules_for(api)
+        assert (expected.format(api=api) in rules) if expected else rules == ()
 
 
+@pytest.mark.parametrize("api", ["openai", "anthropic"])
 @pytest.mark.parametrize("fault", sorted(HOSTILE))
-def test_suite_survives(fault, pytester, server, tmp_path) -> None:
+def test_suite_survives(fault, api, pytester, server, tmp_path) -> None:
     rule_id, words = HOSTILE[fault]
-    result, report, elapsed = run_suite(pytester, server.url_for(faults=[fault]), tmp_path)
+    rule_id = rule_id and rule_id.format(api=api)
+    url = server.url_for(faults=[_fault(fault, api)])
+    result, report, elapsed = run_suite(pytester, url, tmp_path, api=api)
     assert elapsed < BOUND_S, f"{fault}: the run took {elapsed:.1f} s"
     by_id = {r["id"]: r for r in report["rules"]}
     assert (tmp_path / "compliance.json").stat().st_size > 0

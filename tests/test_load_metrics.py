@@ -35,9 +35,11 @@ def rec(**kw):
     base = {
         "api": "openai",
         "ok": True,
+        "completed": True,
         "aborted": False,
+        "retried": False,
         "error": None,
-        "violations": [],
+        "violations": {},
         "wall": 1000.0,
         "sched_us": None,
         "ttfb_us": 5_000,
@@ -179,24 +181,44 @@ def test_aggregate_counts_tokens_window_and_buckets() -> None:
             source="events",
         )
     )
-    agg.add(rec(wall=1001.0, ok=False, error="http.503", dur_us=10_000))
-    agg.add(rec(wall=1001.0, ok=False, error="protocol", violations=["openai.done"]))
-    agg.add(rec(wall=1001.2, aborted=True, dur_us=50_000))
-    assert (agg.completed, agg.failed, agg.aborted) == (2, 2, 1)
+    agg.add(rec(wall=1001.0, ok=False, completed=False, error="http.503", dur_us=10_000))
+    # read to its end but broke a MUST rule: a failure, and its figures count (3 tokens)
+    agg.add(
+        rec(
+            wall=1001.0,
+            ok=False,
+            error="protocol",
+            violations={"openai.done": "MUST", "openai.model-stable": "SHOULD"},
+            content_us=[50_000],
+            tokens=3,
+            end_us=60_000,
+            dur_us=60_000,
+            retried=True,
+        )
+    )
+    agg.add(rec(wall=1001.2, aborted=True, completed=False, dur_us=50_000))
+    assert (agg.total, agg.completed, agg.failed, agg.aborted) == (5, 3, 2, 1)
+    assert agg.retried == 1
     assert agg.by_error == {"http.503": 1, "protocol": 1}
-    assert agg.violations == {"openai.done": 1}
-    assert agg.tokens == 14 and agg.source == "mixed"
+    assert agg.violations == {
+        "openai.done": {"level": "MUST", "requests": 1},
+        "openai.model-stable": {"level": "SHOULD", "requests": 1},
+    }
+    assert agg.must_violations == 1
+    assert agg.tokens == 17 and agg.source == "mixed"
     assert agg.window_s == pytest.approx(1.25)  # 1000.0 → 1001.25 (the aborted one ends last)
     thr = agg.throughput()
-    assert thr["output_tokens_per_s"] == pytest.approx(14 / 1.25)
-    assert thr["achieved_concurrency"] == pytest.approx(1.4 / 1.25)
+    assert thr["output_tokens_per_s"] == pytest.approx(17 / 1.25)
+    assert thr["achieved_concurrency"] == pytest.approx(1.46 / 1.25)
+    # goodput: the one fast request that succeeded (the protocol failure is fast but failed)
     assert agg.goodput() == {
         "slo": {"e2e_ms": 500},
         "requests_per_s": pytest.approx(1 / 1.25),
         "fraction": 0.25,
     }
     series = dict(agg.token_series())
-    assert series == {1000: 9.0, 1001: 5.0}  # 10 tokens over 2 events, 4 tokens at 1000.6
+    # 10 tokens over 2 events, 4 tokens at 1000.6, 3 at 1001.05
+    assert series == {1000: 9.0, 1001: 8.0}
     assert math.fsum(series.values()) == agg.tokens
 
 

@@ -181,8 +181,13 @@ TRIPS: dict[str, tuple[list[Any], dict[str, Any] | None, frozenset[str]]] = {
         None,
         frozenset(),
     ),
-    "choice-schema: no finish_reason key": (
+    "finish-reason-key": (
         [first(), chunk({"index": 0, "delta": {"content": "Hi"}}), finish(), DONE],
+        None,
+        frozenset(),
+    ),
+    "choice-schema: no delta": (
+        [first(), chunk({"index": 0, "finish_reason": None}), finish(), DONE],
         None,
         frozenset(),
     ),

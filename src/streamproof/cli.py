@@ -310,6 +310,8 @@ def _cmd_rules(args: argparse.Namespace) -> int:
         return 0
     for r in rules:
         print(f"{r.id:30} {r.level:6} {r.group:10} {r.title}")
+        if r.breaks:
+            print(f"{'':48}breaks: {r.breaks}")
     return 0
 
 

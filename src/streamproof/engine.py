@@ -13,13 +13,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from types import ModuleType
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import httpx
 import orjson
 
 from .capture import Capture, Timeouts, body_excerpt, exchange, tls_context
-from .findings import Finding
+from .findings import Finding, at_api_level
 from .redact import register_secret
 from .scenarios import Scenario
 from .sse import DEFAULT_MAX_EVENT_BYTES
@@ -108,6 +108,7 @@ class ScenarioResult:
     findings: list[Finding] = field(default_factory=list)
     checked: set[str] = field(default_factory=set)
     skipped: str | None = None  # why the whole scenario could not be checked
+    skips: dict[str, str] = field(default_factory=dict)  # why one rule could not be checked
     message: dict[str, Any] | None = None
 
     def for_rule(self, rule_id: str) -> list[Finding]:
@@ -126,6 +127,8 @@ def outcome(result: ScenarioResult, rule_id: str) -> RuleOutcome:
     """pass / fail / warn / skip for one rule in one scenario, with the first finding."""
     if result.skipped:
         return RuleOutcome("skip", result.skipped)
+    if rule_id in result.skips:
+        return RuleOutcome("skip", result.skips[rule_id])
     found = result.for_rule(rule_id)
     if found:
         order = {"MUST": 0, "SHOULD": 1, "INFO": 2}
@@ -178,7 +181,8 @@ def check_capture(
     )
     checked |= validator.checked | {"sse.utf8", "sse.terminated", "sse.bom", "sse.line-endings"}
     checked |= {"sse.meta-only", "sse.comments", "sse.max-event", *_TRANSPORT}
-    return http_findings + cap.findings + validator.findings, checked, validator
+    wire = at_api_level(cap.findings, api)
+    return http_findings + wire + validator.findings, checked, validator
 
 
 class Runner:
@@ -222,10 +226,14 @@ class Runner:
             result.checked = set(_TRANSPORT)
             return result
         module = api_module(scenario.api)
+        if scenario.kind == "error" and _accepted(cap) and scenario.accepted:
+            return _served_anyway(result, transport)
         if scenario.kind == "error":
             found, checked = module.check_error_response(
                 cap.status, cap.content_type, cap.body, scenario.expect_status
             )
+            if scenario.accepted:
+                checked.add(scenario.accepted)
         elif scenario.kind == "json":
             found, checked = module.check_json_response(cap.status, cap.content_type, cap.body)
         else:
@@ -267,6 +275,41 @@ class Runner:
         result.findings = found + [f for f in transport if f not in found]
         result.checked = checked | set(_TRANSPORT)
         return result
+
+
+def _accepted(cap: Capture) -> bool:
+    return cap.status is not None and 200 <= cap.status < 300
+
+
+# What a 2xx answer to an error scenario with ``accepted`` tells about the endpoint's setup.
+_SERVED: Final = {
+    "http.auth-required": (
+        "the endpoint does not check keys: a request {how} was answered {status}",
+        "the endpoint does not check keys (a request {how} was answered {status}): there was "
+        "nothing to refuse",
+    ),
+    "http.unknown-model": (
+        "the unknown model {model!r} was answered {status}: the endpoint serves any model name "
+        "(a mistyped model name goes unnoticed)",
+        "the endpoint serves any model name ({model!r} was answered {status}): there was "
+        "nothing to refuse",
+    ),
+}
+_HOW: Final = {"none": "without an API key", "bad": "with an invalid API key"}
+
+
+def _served_anyway(result: ScenarioResult, transport: list[Finding]) -> ScenarioResult:
+    """An error scenario the endpoint served: a finding of the setup (INFO for keys, SHOULD
+    for models), and the error rules skipped with the reason — not failed."""
+    scenario, cap = result.scenario, result.capture
+    assert cap is not None
+    body = cap.request_body if isinstance(cap.request_body, dict) else {}
+    words = {"how": _HOW.get(scenario.auth, ""), "status": cap.status, "model": body.get("model")}
+    finding, skip = (text.format(**words) for text in _SERVED[scenario.accepted])
+    result.findings = [Finding(scenario.accepted, finding), *transport]
+    result.checked = {scenario.accepted, *_TRANSPORT}
+    result.skips = {r: skip for r in scenario.rules if r != scenario.accepted}
+    return result
 
 
 def _error_text(cap: Capture) -> str:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
 
-from .rules import Level, rule
+from .rules import LEVELS, Level, rule
 
-__all__ = ["Finding", "excerpt"]
+__all__ = ["Finding", "at_api_level", "excerpt"]
 
 EXCERPT_CHARS = 240
 
@@ -53,3 +54,15 @@ class Finding:
         where = f" at event {self.event}" if self.event is not None else ""
         text = f"[{self.level}] {self.rule}{where}: {self.message}"
         return f"{text}\n    | {self.excerpt}" if self.excerpt else text
+
+
+def at_api_level(findings: Iterable[Finding], api: str) -> list[Finding]:
+    """The wire findings of one API's stream, each at its rule's level for that API (e.g. an
+    id-only event breaks the openai SDK's decoder, not the anthropic SDK's)."""
+    out = []
+    for f in findings:
+        weaker = rule(f.rule).level_for(api)
+        if LEVELS.index(weaker) > LEVELS.index(f.level):
+            f = replace(f, level_as=weaker)
+        out.append(f)
+    return out

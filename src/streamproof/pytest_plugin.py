@@ -404,6 +404,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
             tr.write_line(
                 f"{entry['outcome'].upper():6} {entry['level']:6} {entry['id']}: {entry['message']}"
             )
+    for name, text in (report.get("setup") or {}).items():
+        tr.write_line(f"setup: {name} {text}")
     s = report["summary"]
     report_dir = config.stash[_KEY].report_dir
     tr.write_line(

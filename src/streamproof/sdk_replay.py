@@ -9,7 +9,9 @@ clients see something other than what the server meant.
 from __future__ import annotations
 
 import importlib
+import traceback
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import httpx2
@@ -17,7 +19,14 @@ import httpx2
 from .capture import Capture
 from .findings import Finding, excerpt
 
-__all__ = ["anthropic_normalized", "compare_with_sdk", "openai_normalized", "sdk_message"]
+__all__ = [
+    "anthropic_normalized",
+    "compare_with_sdk",
+    "describe",
+    "openai_normalized",
+    "sdk_final",
+    "sdk_message",
+]
 
 _HOP_HEADERS = {"content-length", "transfer-encoding", "content-encoding", "connection"}
 _REPLAY_KEY = "sk-streamproof-replay"
@@ -32,17 +41,16 @@ def _transport(cap: Capture) -> httpx2.MockTransport:
     return httpx2.MockTransport(handler)
 
 
-def _openai_message(cap: Capture, request: Mapping[str, Any]) -> dict[str, Any]:
-    """Plain ``stream=True`` iteration into the SDK's own ``ChatCompletionStreamState``.
+def _openai_final(cap: Capture, request: Mapping[str, Any]) -> Any:
+    """``client.chat.completions.stream(...)``, the SDK's own streaming helper (it skips
+    chunks whose object is not ``chat.completion.chunk``), read to the end.
 
     The snapshot is read rather than ``get_final_completion()``, which raises on a
     ``length`` finish by design (it wants to parse structured output).
     """
     import openai
-    from openai.lib.streaming.chat import ChatCompletionStreamState
 
     kwargs = {k: v for k, v in request.items() if k != "stream"}
-    state = ChatCompletionStreamState()
     with httpx2.Client(transport=_transport(cap)) as http:
         client = openai.OpenAI(
             api_key=_REPLAY_KEY,
@@ -50,11 +58,10 @@ def _openai_message(cap: Capture, request: Mapping[str, Any]) -> dict[str, Any]:
             http_client=http,
             max_retries=0,
         )
-        with client.chat.completions.create(stream=True, **kwargs) as stream:
-            for chunk in stream:
-                for _ in state.handle_chunk(chunk):
-                    pass
-    return openai_normalized(state.current_completion_snapshot)
+        with client.chat.completions.stream(**kwargs) as stream:
+            for _ in stream:
+                pass
+            return stream.current_completion_snapshot
 
 
 def openai_normalized(final: Any) -> dict[str, Any]:
@@ -101,7 +108,7 @@ def _openai_comparable(message: Mapping[str, Any]) -> dict[str, Any]:
     return {"choices": choices, "usage": message.get("usage")}
 
 
-def _anthropic_message(cap: Capture, request: Mapping[str, Any]) -> dict[str, Any]:
+def _anthropic_final(cap: Capture, request: Mapping[str, Any]) -> Any:
     import anthropic
 
     kwargs = {k: v for k, v in request.items() if k != "stream"}
@@ -115,8 +122,7 @@ def _anthropic_message(cap: Capture, request: Mapping[str, Any]) -> dict[str, An
         with client.messages.stream(**kwargs) as stream:
             for _ in stream:
                 pass
-            final = stream.get_final_message()
-    return anthropic_normalized(final)
+            return stream.get_final_message()
 
 
 def anthropic_normalized(final: Any) -> dict[str, Any]:
@@ -178,15 +184,23 @@ def _anthropic_comparable(message: Mapping[str, Any]) -> dict[str, Any]:
     return {**message, "content": blocks}
 
 
-_SDK: dict[str, tuple[Callable[..., dict[str, Any]], Callable[..., dict[str, Any]]]] = {
-    "openai": (_openai_message, _openai_comparable),
-    "anthropic": (_anthropic_message, _anthropic_comparable),
+# per API: the SDK's own final object, its normalised form, and what of it is compared
+_SDK: dict[str, tuple[Callable[..., Any], Callable[..., dict[str, Any]], Callable[..., Any]]] = {
+    "openai": (_openai_final, openai_normalized, _openai_comparable),
+    "anthropic": (_anthropic_final, anthropic_normalized, _anthropic_comparable),
 }
 
 
-def sdk_message(api: str, cap: Capture, request: Mapping[str, Any]) -> dict[str, Any]:
-    """What the official SDK rebuilds from the captured body (it may raise)."""
+def sdk_final(api: str, cap: Capture, request: Mapping[str, Any]) -> Any:
+    """The official SDK's own final object for the captured body (a ChatCompletion
+    snapshot, a Message); it may raise."""
     return _SDK[api][0](cap, request)
+
+
+def sdk_message(api: str, cap: Capture, request: Mapping[str, Any]) -> dict[str, Any]:
+    """What the official SDK rebuilds from the captured body, normalised (it may raise)."""
+    final, normalized, _ = _SDK[api]
+    return normalized(final(cap, request))
 
 
 def compare_with_sdk(
@@ -203,19 +217,13 @@ def compare_with_sdk(
     own ``APIError`` is the right behaviour, not a finding.
     """
     rule_id = f"sdk.{api}-accumulate"
-    build, comparable = _SDK[api]
+    comparable = _SDK[api][2]
     try:
-        theirs = comparable(build(cap, request))
+        theirs = comparable(sdk_message(api, cap, request))
     except Exception as exc:  # the SDK's own failure is the finding
         if ended_by_error and isinstance(exc, importlib.import_module(api).APIError):
             return []
-        return [
-            Finding(
-                rule_id,
-                f"the official {api} SDK failed on this stream: "
-                f"{type(exc).__name__}: {excerpt(str(exc), 200)}",
-            )
-        ]
+        return [Finding(rule_id, f"the official {api} SDK failed on this stream: {describe(exc)}")]
     mine = comparable(ours)
     diff = _first_difference(mine, theirs)
     if diff is None:
@@ -228,6 +236,23 @@ def compare_with_sdk(
             f"suite {excerpt(repr(a), 80)} vs SDK {excerpt(repr(b), 80)}",
         )
     ]
+
+
+def describe(exc: BaseException) -> str:
+    """An exception as one line a person can act on: its type and text, and where it was
+    raised (an ``AssertionError`` deep in an SDK often has no text at all)."""
+    text = excerpt(str(exc).strip(), 200)
+    frames = traceback.extract_tb(exc.__traceback__)
+    if not frames:
+        return f"{type(exc).__name__}: {text}" if text else repr(exc)
+    frame = frames[-1]
+    parts = Path(frame.filename).parts
+    short = "/".join(parts[-3:]) if len(parts) >= 3 else frame.filename
+    where = f"{short}:{frame.lineno} in {frame.name}"
+    if text:
+        return f"{type(exc).__name__}: {text} (at {where})"
+    code = f": `{excerpt(frame.line, 120)}`" if frame.line else ""
+    return f"{type(exc).__name__} with no message, raised at {where}{code}"
 
 
 def _first_difference(a: Any, b: Any, path: str = "message") -> tuple[str, Any, Any] | None:

@@ -105,8 +105,9 @@ class StreamTracker:
 
     @property
     def output_tokens(self) -> tuple[int, str]:
-        """N and its source: the server's usage when present, else the content events."""
-        if self.usage_tokens is not None:
+        """N and its source: the server's usage when present, else the content events (also
+        when usage counts 0 although content streamed: a server that does not count)."""
+        if self.usage_tokens is not None and (self.usage_tokens or not self.content_t):
             return self.usage_tokens, "usage"
         return len(self.content_t), "events"
 

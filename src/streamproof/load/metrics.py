@@ -9,11 +9,15 @@ to the master): stamps are integers in microseconds after ``t_send`` (the reques
 record key         meaning
 =================  =========================================================================
 ``api``            ``openai`` or ``anthropic``
-``ok``             completed: 2xx, the stream ended by itself, no failure of any kind
+``completed``      the stream was read to its end (2xx, it ended by itself, no transport or
+                   stream error): its figures count, whatever its findings
+``ok``             completed and no MUST rule broken: the request succeeded
 ``aborted``        closed on purpose by the interrupting user (neither completed nor failed)
+``retried``        sent a second time after a stale keep-alive connection (counted)
 ``error``          failure kind (``http.503``, ``transport.idle``, ``stream.error``,
-                   ``protocol`` for MUST violations) or None
-``violations``     rule ids of the MUST findings (validation on)
+                   ``protocol`` for a completed stream that broke a MUST rule) or None
+``violations``     rule id → level (MUST or SHOULD) of each rule the stream broke
+                   (validation on)
 ``wall``           ``time.time()`` at ``t_send``
 ``sched_us``       ``t_send - t_sched`` (open loop), else None
 ``ttfb_us``        response headers; ``content_us``: every content event; ``visible_us``: the
@@ -317,11 +321,13 @@ class Aggregate:
 
     slo: Slo = field(default_factory=Slo)
     cap: int = DEFAULT_CAP
+    total: int = 0
     completed: int = 0
     failed: int = 0
     aborted: int = 0
+    retried: int = 0
     by_error: dict[str, int] = field(default_factory=dict)
-    violations: dict[str, int] = field(default_factory=dict)
+    violations: dict[str, dict[str, Any]] = field(default_factory=dict)  # rule → level, requests
     tokens: int = 0
     sources: set[str] = field(default_factory=set)
     good: int = 0
@@ -337,7 +343,10 @@ class Aggregate:
             self.samples.setdefault(name, Reservoir(self.cap, seed=i))
 
     def add(self, rec: Mapping[str, Any]) -> RequestMetrics | None:
-        """Count one record; returns its metrics (None for a failed or aborted request)."""
+        """Count one record; returns its metrics (None when the stream did not complete).
+
+        A completed stream's figures count whatever its findings; a MUST violation makes it
+        a failure too (``protocol``), so ``completed`` and ``failed`` can overlap."""
         wall = float(rec["wall"])
         end = wall + int(rec.get("dur_us") or 0) / 1e6
         if self.first_wall is None or wall < self.first_wall:
@@ -347,15 +356,21 @@ class Aggregate:
         sched = rec.get("sched_us")
         if sched is not None:
             self.samples["sched"].add(sched / _US_PER_MS)
+        self.total += 1
+        self.retried += bool(rec.get("retried"))
         if rec.get("aborted"):
             self.aborted += 1
             return None
-        for rule_id in rec.get("violations") or ():
-            self.violations[rule_id] = self.violations.get(rule_id, 0) + 1
+        for rule_id, level in (rec.get("violations") or {}).items():
+            seen = self.violations.setdefault(rule_id, {"level": level, "requests": 0})
+            seen["requests"] += 1
+            if level == "MUST":
+                seen["level"] = "MUST"
         if not rec.get("ok"):
             self.failed += 1
             kind = str(rec.get("error") or "unknown")
             self.by_error[kind] = self.by_error.get(kind, 0) + 1
+        if not rec.get("completed"):
             return None
         m = request_metrics(rec)
         self.completed += 1
@@ -363,7 +378,7 @@ class Aggregate:
         self.sources.add(str(rec.get("source") or "events"))
         if m.e2e is not None:
             self.e2e_sum_s += m.e2e / 1000.0
-        if self.slo.configured and self.slo.met(True, m):
+        if self.slo.configured and self.slo.met(bool(rec.get("ok")), m):
             self.good += 1
         s = self.samples
         for name, value in (
@@ -407,13 +422,18 @@ class Aggregate:
     def goodput(self) -> dict[str, Any] | None:
         if not self.slo.configured:
             return None
-        total = self.completed + self.failed
+        total = self.total - self.aborted
         window = self.window_s
         return {
             "slo": self.slo.as_dict(),
             "requests_per_s": self.good / window if window > 0 else 0.0,
             "fraction": self.good / total if total else 0.0,
         }
+
+    @property
+    def must_violations(self) -> int:
+        """Streams that broke a MUST rule, summed over the rules."""
+        return sum(v["requests"] for v in self.violations.values() if v["level"] == "MUST")
 
     def throughput(self) -> dict[str, float]:
         window = self.window_s

@@ -44,6 +44,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import select
 import socket
 import ssl
 import sys
@@ -57,7 +58,7 @@ from urllib.parse import urlsplit
 import httptools
 
 from ..capture import Timeouts, tls_context
-from ..findings import Finding
+from ..findings import Finding, at_api_level
 from ..redact import redact
 from ..sse import DEFAULT_MAX_EVENT_BYTES, Event, SSEDecoder
 from ..validators.base import StreamValidator, check_http
@@ -69,6 +70,13 @@ STAMP_HEADER: Final = "x-streamproof-stamps"
 _READ: Final = 65536
 _ERROR_BODY_MAX: Final = 64 * 1024
 _STALE_ERRNOS: Final = (errno.ECONNRESET, errno.EPIPE)
+# A reused connection that fails before the first response byte is taken for stale (and the
+# request sent again, once, and counted) only when it had been idle this long: a server's
+# keep-alive timeout is seconds (uvicorn and Node 5 s, nginx 75 s), so a connection reused
+# at once that the server closes on our request is the server dropping it — a failure. A
+# connection the server already closed is found before sending (``_alive``) and replaced
+# without a retry, since nothing was sent on it.
+STALE_IDLE_NS: Final = 1_000_000_000
 _EVENT_READ: Final = 1  # libev (gevent.core) READ
 _pc = time.perf_counter_ns
 _USER_AGENT: Final = "streamproof-load"
@@ -82,7 +90,8 @@ class _Fail(Exception):
 
 
 class _Stale(Exception):
-    """A reused keep-alive connection was closed by the server before answering."""
+    """A reused keep-alive connection that had sat idle was closed by the server before
+    answering (its keep-alive timer ran out as the request went out): sent again, once."""
 
 
 @dataclass(slots=True)
@@ -92,6 +101,7 @@ class StreamResult:
     ``error_kind`` is None for a complete 2xx stream, else ``http.<status>``,
     ``transport.{connect,first-byte,idle,total,broken}`` or ``stream.error`` (an error event
     or payload inside a 200 stream). ``findings`` holds the protocol findings (validation on).
+    ``retried``: the request was sent a second time after a stale keep-alive connection.
     """
 
     api: str
@@ -108,29 +118,40 @@ class StreamResult:
     findings: list[Finding] | None = None
     lag_ns: list[int] | None = None
     ttft_lag_ns: int | None = None
+    retried: bool = False
 
-    def violations(self) -> list[str]:
-        """Rule ids of the MUST findings, sorted."""
-        if not self.findings:
-            return []
-        return sorted({f.rule for f in self.findings if f.level == "MUST"})
+    def violations(self) -> dict[str, str]:
+        """Rule id → level of every MUST and SHOULD finding (the strongest per rule)."""
+        out: dict[str, str] = {}
+        for f in self.findings or ():
+            if f.level == "MUST" or (f.level == "SHOULD" and f.rule not in out):
+                out[f.rule] = f.level
+        return dict(sorted(out.items()))
 
     def record(self, wall: float, t_sched: int | None = None) -> dict[str, Any]:
-        """The request as plain data (see ``metrics``): stamps in µs after ``t_send``."""
+        """The request as plain data (see ``metrics``): stamps in µs after ``t_send``.
+
+        ``completed``: the stream was read to its end, so its figures count whatever its
+        findings; ``ok``: completed and no MUST rule broken (a MUST violation is a failure of
+        kind ``protocol``, its figures counted all the same)."""
         t0 = self.t_send
         tracker = self.tracker
         violations = self.violations()
+        must = [rule for rule, level in violations.items() if level == "MUST"]
+        completed = self.error_kind is None and not self.aborted
         error, detail = self.error_kind, self.error
-        if error is None and violations:
+        if error is None and must:
             error = "protocol"
-            first = next(f for f in self.findings or () if f.rule == violations[0])
+            first = next(f for f in self.findings or () if f.rule == must[0])
             detail = redact(f"{first.rule}: {first.message}"[:300])
         tokens, source = tracker.output_tokens
         end, last, visible = tracker.end_t, tracker.last_t, tracker.visible_t
         return {
             "api": self.api,
-            "ok": error is None and not self.aborted,
+            "ok": completed and not must,
+            "completed": completed,
             "aborted": self.aborted,
+            "retried": self.retried,
             "status": self.status,
             "error": None if self.aborted else error,
             "detail": detail,
@@ -562,6 +583,7 @@ class StreamClient:
         self._ssl = ssl_context
         self._sock: Any = None
         self._tls: _TLS | None = None  # the connection's TLS state (https)
+        self._idle_since = 0  # when the connection's last exchange ended
 
     def close(self) -> None:
         sock, self._sock = self._sock, None
@@ -572,6 +594,15 @@ class StreamClient:
 
     def path(self, api: str) -> str:
         return self.prefix + PATHS[api]
+
+    def _alive(self) -> bool:
+        """Whether the idle keep-alive connection is still open: nothing to read on it (a
+        server that closed it has sent its FIN, and a byte there would be out of turn)."""
+        try:
+            readable, _, _ = select.select([self._sock], [], [], 0)
+        except (OSError, ValueError):
+            return False
+        return not readable
 
     def stream(
         self,
@@ -593,6 +624,8 @@ class StreamClient:
         result = StreamResult(api, tracker)
         head = self._head(api, headers, len(body))
         t_out = self.timeouts
+        if self._sock is not None and not self._alive():
+            self.close()  # closed by the server while idle: nothing was sent on it
         for attempt in (0, 1):
             reused = self._sock is not None
             result.t_send = t_send = _pc()
@@ -602,7 +635,7 @@ class StreamClient:
             ex.deadline = t_send + int(t_out.total * 1e9)
             ex.first_byte_ns = int(t_out.first_byte * 1e9)
             ex.idle_ns = int(t_out.idle * 1e9)
-            ex.may_be_stale = reused and attempt == 0
+            ex.may_be_stale = reused and attempt == 0 and t_send - self._idle_since >= STALE_IDLE_NS
             try:
                 sock = self._sock or self._connect(ex.deadline)
                 ex.tls = tls = self._tls
@@ -610,7 +643,7 @@ class StreamClient:
                     request = head + body
                     sock.sendall(request if tls is None else tls.encrypt(request))
                 except (OSError, ssl.SSLError) as exc:
-                    if ex.may_be_stale:
+                    if reused and attempt == 0:  # the server cannot have read the request
                         raise _Stale from exc
                     raise _Fail("transport.broken", f"sending the request failed: {exc}") from exc
                 if _gevent_patched():
@@ -619,7 +652,7 @@ class StreamClient:
                     self._read(sock, ex)
             except _Stale:
                 self.close()
-                result = StreamResult(api, tracker)
+                result = StreamResult(api, tracker, retried=True)
                 continue
             except _Fail as fail:
                 self.close()
@@ -633,7 +666,7 @@ class StreamClient:
             result.aborted or not ex.keep_alive or ex.close_delimited
         ):
             self.close()
-        result.t_end = _pc()
+        result.t_end = self._idle_since = _pc()
         self._finish(result, ex, validator)
         return result
 
@@ -719,4 +752,5 @@ class StreamClient:
             found, _ = check_http(
                 status, result.content_type, result.t_send, result.tracker.content_t
             )
-            result.findings = found + ex.decoder.findings + validator.findings
+            wire = at_api_level(ex.decoder.findings, result.api)
+            result.findings = found + wire + validator.findings

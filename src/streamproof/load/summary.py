@@ -88,8 +88,11 @@ def build_summary(
         "users": users,
         "duration_s": round(agg.window_s, 3),
         "requests": {
+            "total": agg.total,
             "completed": agg.completed,
             "failed": agg.failed,
+            "aborted": agg.aborted,
+            "retried": agg.retried,
             "by_error": dict(sorted(agg.by_error.items())),
         },
     }
@@ -99,7 +102,7 @@ def build_summary(
     out["throughput"] = _round(agg.throughput())
     out["goodput"] = _round(agg.goodput())
     out["client_lag_ms"] = _round(lag)
-    out["violations"] = dict(sorted(agg.violations.items()))
+    out["violations"] = {k: dict(v) for k, v in sorted(agg.violations.items())}
     assert tuple(out) == SUMMARY_KEYS
     return out
 
@@ -172,12 +175,14 @@ def format_table(summary: dict[str, Any]) -> str:
     lines = [
         f"streamproof load: {summary['api']} at {summary['host']}, {summary['users']} user(s), "
         f"{summary['duration_s']:.1f} s",
-        f"requests: {req['completed']} completed, {req['failed']} failed"
+        f"requests: {req['total']} sent, {req['completed']} completed, {req['failed']} failed"
         + (
             f" ({', '.join(f'{k}: {v}' for k, v in req['by_error'].items())})"
             if req["by_error"]
             else ""
-        ),
+        )
+        + (f", {req['retried']} retried on a stale connection" if req["retried"] else "")
+        + (f", {req['aborted']} aborted on purpose" if req["aborted"] else ""),
         "",
         f"{'metric (ms)':12} {'p50':>8} {'p90':>8} {'p99':>8} {'p99.9':>8} {'min':>8} {'max':>8} "
         f"{'mean':>8}",
@@ -214,6 +219,10 @@ def format_table(summary: dict[str, Any]) -> str:
     violations = summary["violations"]
     lines.append(
         "violations: "
-        + (", ".join(f"{k} x{v}" for k, v in violations.items()) if violations else "none")
+        + (
+            ", ".join(f"{k} ({v['level']}) x{v['requests']}" for k, v in violations.items())
+            if violations
+            else "none"
+        )
     )
     return redact("\n".join(lines))

@@ -14,7 +14,9 @@ row (name)      one sample per ...
                 :func:`log_samples`)
 ``E2E``         request: last event − send; its *size* column is the output token count N;
                 failures (non-2xx, transport, timeouts, ``stream.error``, MUST violations)
-                are reported on this row, named by kind (``protocol: openai.done``)
+                are reported on this row, named by kind (``protocol: openai.done``). A
+                stream read to its end counts in every row whatever its findings; one that
+                broke a MUST rule is also a failure
 ``SCHED_LAG``   open loop: send − scheduled arrival
 ``ABORT``       interrupting user: a stream closed on purpose after K content events
 ==============  ===============================================================================
@@ -192,16 +194,13 @@ class StreamingUser(User):
                 context={},
             )
             return
-        if not rec["ok"]:
-            error = rec["error"] or "unknown"
-            if error == "protocol":
-                error = "protocol: " + ", ".join(rec["violations"])
+        if not rec["completed"]:
             fire(
                 request_type=kind,
                 name="E2E",
                 response_time=rec["dur_us"] / 1000,
                 response_length=0,
-                exception=StreamFailure(error),
+                exception=StreamFailure(rec["error"] or "unknown"),
                 context={},
             )
             return
@@ -218,12 +217,16 @@ class StreamingUser(User):
                     context={},
                 )
         log_samples(self.environment.stats, kind, "ITL", m.itl)
+        failure = None
+        if not rec["ok"]:  # completed, but broke a MUST rule: its figures count all the same
+            must = [rule for rule, level in rec["violations"].items() if level == "MUST"]
+            failure = StreamFailure("protocol: " + ", ".join(must))
         fire(
             request_type=kind,
             name="E2E",
             response_time=m.e2e or rec["dur_us"] / 1000,
             response_length=m.tokens,
-            exception=None,
+            exception=failure,
             context={},
         )
 

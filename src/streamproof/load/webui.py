@@ -106,15 +106,15 @@ def _table(rt: Runtime) -> list[dict[str, Any]]:
                 "count": str(agg.lag.count),
             }
         )
-    for rule_id, n in sorted(agg.violations.items()):
+    for rule_id, seen in sorted(agg.violations.items()):
         rows.append(
             {
-                "metric": f"violation {rule_id}",
+                "metric": f"violation {rule_id} ({seen['level']})",
                 "p50": "",
                 "p90": "",
                 "p99": "",
                 "max": "",
-                "count": str(n),
+                "count": str(seen["requests"]),
             }
         )
     rows.append(

@@ -7,7 +7,9 @@ draft 2020-12; :func:`validate_report` checks a report against it). Top level:
 ``schema_version``, ``suite`` {name, version}, ``created``, ``run`` {started, finished,
 duration_s}, ``target`` {base_url, model, apis, embedded}, ``options`` {strict, timeouts,
 select, ignore, scenarios, config, waivers, ...}, ``verdict`` (``pass``/``fail``/``error``),
-``error`` (why a run ended early, else null), ``summary`` (counts per outcome and per level),
+``error`` (why a run ended early, else null), ``setup`` (what the suite concluded about the
+endpoint's setup: ``keys``, ``models``, one line each), ``summary`` (counts per outcome and per
+level),
 ``rules`` (one entry per rule), ``scenarios`` (one per request sent: status, headers, a
 ``curl`` command to send it again) and ``load`` (the load run's summary, or null).
 
@@ -99,6 +101,7 @@ class ComplianceLog:
             if any(api in r.apis for api in self.apis) and (wanted is None or r.id in wanted)
         }
         self._scenarios: dict[str, dict[str, Any]] = {}
+        self.setup: dict[str, str] = {}  # what the suite concluded about the endpoint's setup
         self.started = _now()
         self.error: str | None = None
 
@@ -152,6 +155,20 @@ class ComplianceLog:
             "reproduce": reproduce(cap, scenario.auth) if cap else None,
         }
         self._scenarios[scenario.id] = info
+        self._learn_setup(result)
+
+    def _learn_setup(self, result: ScenarioResult) -> None:
+        """Keys and model names: does the endpoint check them? (One line each, from the
+        scenarios that probe them; "not checked" wins over "checked".)"""
+        scenario, cap = result.scenario, result.capture
+        what = _SETUP.get(scenario.accepted)
+        if what is None or cap is None or cap.status is None:
+            return
+        key, checked, served = what
+        if any(f.rule == scenario.accepted for f in result.findings):
+            self.setup[key] = served.format(status=cap.status)
+        elif key not in self.setup:
+            self.setup[key] = checked.format(status=cap.status)
 
     def build(self, target: Mapping[str, Any], options: Mapping[str, Any]) -> dict[str, Any]:
         rules = [self._rule(entry) for entry in self._entries.values()]
@@ -177,6 +194,7 @@ class ComplianceLog:
             "options": dict(options),
             "verdict": verdict,
             "error": self.error,
+            "setup": dict(self.setup),
             "summary": summary,
             "rules": rules,
             "scenarios": list(self._scenarios.values()),
@@ -206,6 +224,22 @@ class ComplianceLog:
         report = self.build(target, options)
         write_json(path, report)
         return report
+
+
+# accepted rule -> (setup key, its line when the endpoint refused, when it served)
+_SETUP = {
+    "http.auth-required": (
+        "keys",
+        "checked: requests without a valid key are refused ({status})",
+        "not checked: a request without a valid key was answered {status}, so the no-key and "
+        "bad-key checks were skipped",
+    ),
+    "http.unknown-model": (
+        "models",
+        "checked: an unknown model name is refused ({status})",
+        "not checked: an unknown model name was answered {status}",
+    ),
+}
 
 
 def _summary(rules: list[dict[str, Any]]) -> dict[str, Any]:

@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from .compliance import aggregate
+from .load import violations_of
 
 __all__ = ["Diff", "MetricChange", "RuleChange", "diff_reports", "format_diff", "parse_threshold"]
 
@@ -160,12 +161,16 @@ def _get(summary: Mapping[str, Any], path: tuple[str, ...]) -> float | None:
     if path == ("failed_fraction",):
         req = summary.get("requests") or {}
         done, failed = req.get("completed"), req.get("failed")
-        if not isinstance(done, int | float) or not isinstance(failed, int | float):
+        total = req.get("total", None)
+        if not isinstance(total, int):  # older summaries: completed and failed were disjoint
+            total = done + failed if isinstance(done, int) and isinstance(failed, int) else None
+        if total is None or not isinstance(failed, int | float):
             return None
-        return failed / (done + failed) if done + failed else 0.0
+        return failed / total if total else 0.0
     if path == ("violations_total",):
-        violations = summary.get("violations")
-        return float(sum(violations.values())) if isinstance(violations, dict) else None
+        if not isinstance(summary.get("violations"), dict):
+            return None
+        return float(sum(n for _, level, n in violations_of(summary) if level == "MUST"))
     value: Any = summary
     for key in path:
         value = value.get(key) if isinstance(value, dict) else None

@@ -20,7 +20,7 @@ from ..redact import redact
 from ..rules import LEVELS
 from ..scenarios import SCENARIOS
 from .evidence import API_NAMES, GROUP_NAMES, GROUP_ORDER
-from .load import LoadData
+from .load import LoadData, violations_of
 from .markdown import VERDICT_LABELS, short_message
 
 __all__ = ["render_html"]
@@ -162,10 +162,12 @@ def _header(report: Mapping[str, Any]) -> str:
         meta.append(f"{run['duration_s']:.1f} s")
     meta.append(f"streamproof {_e(report['suite']['version'])}")
     label = VERDICT_LABELS.get(verdict, verdict).split(" ", 1)[-1]
+    setup = report.get("setup") or {}
+    notes = "".join(f'<p class="setup">{_e(name)}: {_e(text)}</p>' for name, text in setup.items())
     return (
         f'<header class="verdict v-{_e(verdict)}" id="verdict" data-verdict="{_e(verdict)}">'
         f'<div class="badge">{_e(label)}</div><div><h1>{_e(line)}</h1>'
-        f"<p>{' · '.join(meta)}</p></div></header>"
+        f"<p>{' · '.join(meta)}</p>{notes}</div></header>"
     )
 
 
@@ -395,14 +397,14 @@ def _load(load: Mapping[str, Any], data: LoadData | None) -> str:
         "stream. All from the send of the request, percentiles of raw samples.</p>"
     )
     by_error = req.get("by_error") or {}
-    violations = s.get("violations") or {}
+    violations = violations_of(s)
     if by_error or violations:
         items = [f"<li>{_e(k)}: {_e(v)}</li>" for k, v in sorted(by_error.items())]
         items += [
-            f"<li>MUST rule <code>{_e(k)}</code> broken in {_e(v)} stream(s)</li>"
-            for k, v in sorted(violations.items())
+            f"<li>{_e(level)} rule <code>{_e(k)}</code> broken in {_e(n)} stream(s)</li>"
+            for k, level, n in violations
         ]
-        out.append(f"<h3>Failures under load</h3><ul>{''.join(items)}</ul>")
+        out.append(f"<h3>Failures and deviations under load</h3><ul>{''.join(items)}</ul>")
     out.append(_charts(data))
     files = load.get("files") or {}
     if files:

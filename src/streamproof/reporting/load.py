@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["LATENCY_METRICS", "LoadData", "load_section", "read_load"]
+__all__ = ["LATENCY_METRICS", "LoadData", "load_section", "read_load", "violations_of"]
 
 LATENCY_METRICS = ("ttfb", "ttft", "ttfo", "tpot", "itl", "e2e")
 MAX_RECORDS = 200_000  # enough for any chart; a bigger file is sampled by its first lines
@@ -90,8 +90,8 @@ def read_load(directory: Path) -> LoadData | None:
         data.files["requests"] = "requests.jsonl"
         for rec in _records(requests):
             data.records += 1
-            if rec.get("ok") is False or rec.get("aborted"):
-                continue
+            if rec.get("completed", rec.get("ok")) is False or rec.get("aborted"):
+                continue  # a stream that did not complete has no figures
             _add_record(data, rec, buckets)
     series = directory / "tokens_per_s.json"
     if series.is_file():
@@ -126,6 +126,21 @@ def _add_record(data: LoadData, rec: Mapping[str, Any], buckets: dict[int, float
         for us in content:
             second = math.floor(wall + us / 1e6)
             buckets[second] = buckets.get(second, 0.0) + share
+
+
+def violations_of(summary: Mapping[str, Any]) -> list[tuple[str, str, int]]:
+    """``(rule, level, streams)`` of a summary's ``violations``, strongest first. Older
+    summaries held MUST rules only, as ``rule: streams``."""
+    raw = summary.get("violations")
+    out = []
+    for rule, value in raw.items() if isinstance(raw, dict) else ():
+        if isinstance(value, dict):
+            level, n = str(value.get("level", "MUST")), _num(value.get("requests"))
+        else:
+            level, n = "MUST", _num(value)
+        if n is not None:
+            out.append((str(rule), level, int(n)))
+    return sorted(out, key=lambda v: (v[1] != "MUST", v[0]))
 
 
 def load_section(data: LoadData, report_dir: Path, **run: Any) -> dict[str, Any]:

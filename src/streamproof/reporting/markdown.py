@@ -13,6 +13,7 @@ from typing import Any
 
 from ..redact import redact
 from ..rules import LEVELS
+from .load import violations_of
 
 __all__ = ["VERDICT_LABELS", "render_markdown", "short_message"]
 
@@ -94,10 +95,13 @@ def _load_lines(load: Mapping[str, Any]) -> list[str]:
         "|---|---|---|---|---:|---|",
         "| " + " | ".join(cells) + " |",
     ]
-    violations = s.get("violations") or {}
-    if violations:
-        listed = ", ".join(f"`{k}` ×{v}" for k, v in sorted(violations.items()))
-        lines += ["", f"⚠️ Streams that broke MUST rules under load: {listed}"]
+    violations = violations_of(s)
+    must = [f"`{k}` ×{n}" for k, level, n in violations if level == "MUST"]
+    should = [f"`{k}` ×{n}" for k, level, n in violations if level != "MUST"]
+    if must:
+        lines += ["", f"⚠️ Streams that broke MUST rules under load: {', '.join(must)}"]
+    if should:
+        lines += ["", f"Streams with SHOULD deviations under load: {', '.join(should)}"]
     return lines
 
 
@@ -126,6 +130,9 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "",
         *_counts(report),
     ]
+    setup = report.get("setup") or {}
+    if setup:
+        lines += ["", *(f"- {name}: {_md(text)}" for name, text in setup.items())]
     groups = [
         ("Failed", "fail", "❌"),
         ("Warned (SHOULD)", "warn", "⚠️"),

@@ -18,7 +18,8 @@ from urllib.parse import unquote
 
 from . import anthropic_messages, openai_chat
 from .endpoint import Api, Context, Handler, Reply, Request
-from .faults import FAULTS, Fault, FaultSet
+from .faults import FAULTS, Fault, FaultSet, find_fault
+from .faults.wire import PARAMETRIC
 from .send import DATA, EVENT, HEAD, STALL, Frame, Plan
 from .timing import Timing, TimingError, event_offsets
 
@@ -71,17 +72,21 @@ def select(target: str, headers: Mapping[str, str], timing: Timing) -> Selection
     timings.append(headers.get("x-streamproof-timing", ""))
     stamps = stamps or headers.get("x-streamproof-stamps", "").strip().lower() in ("1", "true")
     names = list(dict.fromkeys(n.strip() for raw in raw_names for n in raw.split(",") if n.strip()))
-    unknown = [n for n in names if n not in FAULTS]
-    if unknown:
-        raise SelectionError(
-            f"unknown fault(s): {', '.join(unknown)}. Known faults: {', '.join(FAULTS)}", path
-        )
+    faults = []
+    for name in names:
+        try:
+            faults.append(find_fault(name))
+        except KeyError:
+            known = ", ".join([*FAULTS, *(f"{p}=P" for p in PARAMETRIC)])
+            raise SelectionError(f"unknown fault(s): {name}. Known faults: {known}", path) from None
+        except ValueError as exc:
+            raise SelectionError(f"fault {name}: {exc}", path) from None
     try:
         for spec in timings:
             timing = Timing.parse(spec, timing)
     except TimingError as exc:
         raise SelectionError(str(exc), path) from None
-    return Selection(path, tuple(FAULTS[n] for n in names), timing, stamps)
+    return Selection(path, tuple(faults), timing, stamps)
 
 
 class App:

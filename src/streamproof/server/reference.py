@@ -16,7 +16,7 @@ from typing import Final, Self
 from .app import App
 from .connection import Connection
 from .endpoint import DEFAULT_API_KEY
-from .faults import FAULTS
+from .faults import find_fault
 from .send import Clock
 from .timing import SendStats, Timing
 
@@ -82,10 +82,10 @@ class ReferenceServer:
     ) -> str:
         """The base URL (ending in ``/v1``) that selects ``faults``, ``timing`` and stamps."""
         names = list(faults)
-        unknown = [n for n in names if n not in FAULTS]
-        if unknown:
-            raise ValueError(f"unknown fault(s): {', '.join(unknown)}")
-        refused = any(FAULTS[n].refuses_connect for n in names)
+        try:
+            refused = any(find_fault(n).refuses_connect for n in names)
+        except KeyError as exc:
+            raise ValueError(f"unknown fault(s): {exc.args[0]}") from None
         port = self._refusing_port() if refused else self.port
         url = f"{self._scheme}://{self._authority(port)}"
         if names:

@@ -55,6 +55,7 @@ from typing import Any, Final
 import orjson
 
 from ..findings import Finding, excerpt
+from ..rules import Level
 from ..schemas import schema
 from ..sse import Event
 from .base import (
@@ -184,6 +185,18 @@ class _Block:
         return f"block {self.index} ({self.kind})"
 
 
+def _forced_tool(choice: Any) -> str | None:
+    """What ``tool_choice`` forces: None (nothing), "" (some tool: ``any``) or a tool name."""
+    if not isinstance(choice, Mapping):
+        return None
+    if choice.get("type") == "any":
+        return ""
+    if choice.get("type") == "tool":
+        name = choice.get("name")
+        return name if isinstance(name, str) else ""
+    return None
+
+
 def _is_int(value: Any) -> bool:
     return type(value) is int
 
@@ -240,11 +253,17 @@ class AnthropicMessagesValidator(StreamValidator):
 
     # -- findings ----------------------------------------------------------------------
 
-    def _flag(self, rule: str, message: str, event: Event | int | None = None) -> None:
+    def _flag(
+        self,
+        rule: str,
+        message: str,
+        event: Event | int | None = None,
+        level_as: Level | None = None,
+    ) -> None:
         count = self._counts.get(rule, 0) + 1
         self._counts[rule] = count
         if count <= _CAP:
-            self.add(rule, message, event)
+            self.add(rule, message, event, level_as=level_as)
 
     def _warn(self, rule: str, message: str, event: Event | None) -> None:
         index = event.index if event is not None else None
@@ -720,8 +739,10 @@ class AnthropicMessagesValidator(StreamValidator):
         if high is not None and value < high:
             self._flag(
                 "anthropic.usage",
-                f"usage.{key} went down from {high} to {value}: counts are cumulative",
+                f"usage.{key} went down from {high} to {value}: counts are cumulative (the SDK "
+                "keeps the last value)",
                 event,
+                level_as="SHOULD",
             )
         else:
             self._high[key] = value
@@ -833,6 +854,37 @@ class AnthropicMessagesValidator(StreamValidator):
             for message, at in self._pending_tool:
                 self._flag("anthropic.tool-input-json", message, at)
         self._pending_tool.clear()
+        self._tool_choice(reason, event)
+        out = self._output_tokens
+        if _is_int(out) and self.content_t:
+            self.checked.add("anthropic.usage-output")
+            if out == 0:
+                self._flag(
+                    "anthropic.usage-output",
+                    f"usage.output_tokens is 0 although {len(self.content_t)} content delta(s) "
+                    "were streamed (token counts, billing and load tests read 0)",
+                    event,
+                )
+
+    def _tool_choice(self, reason: Any, event: Event | None) -> None:
+        """``anthropic.tool-choice``: the tool_use block a forced tool_choice asks for (a
+        generation cut by max_tokens, or refused, had no chance to make the call)."""
+        forced = _forced_tool(self.request.get("tool_choice"))
+        if forced is None or reason in ("max_tokens", "refusal"):
+            return
+        self.checked.add("anthropic.tool-choice")
+        names = [b.start.get("name") for b in self._blocks if b.kind == "tool_use"]
+        how = f"tool_choice names {forced!r}" if forced else 'tool_choice is {"type": "any"}'
+        if not names:
+            kinds = [b.kind for b in self._blocks]
+            self._flag(
+                "anthropic.tool-choice",
+                f"no tool_use block although {how}: the message has {kinds or 'no blocks'} "
+                f"and stop_reason {reason!r}",
+                event,
+            )
+        elif forced and forced not in names:
+            self._flag("anthropic.tool-choice", f"tool_use of {names} although {how}", event)
 
     def _end(self, truncated: bool) -> None:
         self.checked.update(
@@ -992,9 +1044,11 @@ def check_error_response(
         findings.append(
             Finding(
                 "anthropic.error-status",
-                f"status {status} goes with error type {wanted!r}, the body says {found!r}",
+                f"status {status} goes with error type {wanted!r}, the body says {found!r} "
+                "(the SDK picks the error class by status)",
                 None,
                 excerpt(body),
+                level_as="SHOULD",
             )
         )
     return findings, checked

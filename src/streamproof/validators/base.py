@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import orjson
 
 from ..findings import Finding, excerpt
+from ..rules import Level
 from ..schemas import Schema
 from ..sse import Event
 
@@ -87,12 +88,17 @@ class StreamValidator:
             self._end(truncated)
 
     def add(
-        self, rule: str, message: str, event: Event | int | None = None, data: str = ""
+        self,
+        rule: str,
+        message: str,
+        event: Event | int | None = None,
+        data: str = "",
+        level_as: Level | None = None,
     ) -> None:
         index = event.index if isinstance(event, Event) else event
         if not data and isinstance(event, Event):
             data = event.data
-        self.findings.append(Finding(rule, message, index, excerpt(data)))
+        self.findings.append(Finding(rule, message, index, excerpt(data), level_as))
 
     @property
     def ended_by_error(self) -> bool:
@@ -121,7 +127,16 @@ def check_http(
     checked = {"http.status"}
     if status is None:
         return findings, checked
-    if status != 200:
+    if 200 < status < 300:
+        findings.append(
+            Finding(
+                "http.status",
+                f"a valid streaming request was answered {status}, not 200 (the SDKs read "
+                "any 2xx as success)",
+                level_as="SHOULD",
+            )
+        )
+    elif status != 200:
         findings.append(Finding("http.status", f"a valid streaming request was answered {status}"))
         return findings, checked
     checked.add("http.content-type")
@@ -223,8 +238,8 @@ def check_error_answer(
     sample = excerpt(body)
     expected = " or ".join(str(s) for s in expected_status) or "a 4xx status"
 
-    def fail(rule: str, message: str) -> None:
-        findings.append(Finding(rule, message, None, sample))
+    def fail(rule: str, message: str, level_as: Level | None = None) -> None:
+        findings.append(Finding(rule, message, None, sample, level_as))
 
     if 200 <= status < 300:
         fail(
@@ -233,10 +248,21 @@ def check_error_answer(
             f"streaming with {expected}",
         )
         return findings, checked, None
-    if (expected_status and status not in expected_status) or (
+    if status >= 500:
+        fail(
+            status_rule,
+            f"the invalid request was answered {status}, a server error: it is the client's "
+            f"error ({expected}), and the SDKs retry a 5xx before they raise",
+        )
+    elif (expected_status and status not in expected_status) or (
         not expected_status and not 400 <= status < 500
     ):
-        fail(status_rule, f"the invalid request was refused with {status}, expected {expected}")
+        fail(
+            status_rule,
+            f"the invalid request was refused with {status}, expected {expected} (the SDKs "
+            "raise another error class for it)",
+            "SHOULD" if 400 <= status < 500 else None,
+        )
     checked.add(body_rule)
     media = media_type(content_type)
     if media == "text/event-stream":

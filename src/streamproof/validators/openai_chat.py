@@ -47,6 +47,7 @@ from typing import Any, Final
 import orjson
 
 from ..findings import Finding
+from ..rules import Level
 from ..schemas import schema
 from ..sse import Event
 from .base import (
@@ -77,6 +78,7 @@ MAX_DISTINCT: Final = 5  # distinct findings listed per rule; further ones are o
 _loads = orjson.loads
 _JSONError = orjson.JSONDecodeError
 _DONE: Final = "[DONE]"
+_MISSING: Final = object()
 _ENVELOPE_KEYS: Final = (
     "id",
     "object",
@@ -107,6 +109,39 @@ def _kind(value: object) -> str:
 def _short(value: object, limit: int = 60) -> str:
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "\u2026"
+
+
+def _forced_tool(choice: Any) -> str | None:
+    """What ``tool_choice`` forces: None (nothing), "" (some tool: ``"required"``) or the
+    name of the function it names."""
+    if choice == "required":
+        return ""
+    if isinstance(choice, Mapping) and choice.get("type") == "function":
+        fn = choice.get("function")
+        name = fn.get("name") if isinstance(fn, Mapping) else None
+        return name if isinstance(name, str) else ""
+    return None
+
+
+def _carries(obj: dict[str, Any]) -> bool:
+    """Whether a chunk carries anything a client rebuilds: content, a refusal, tool calls, a
+    role, a finish_reason or usage."""
+    if obj.get("usage"):
+        return True
+    choices = obj.get("choices")
+    if choices.__class__ is not list:
+        return False
+    for ch in choices:
+        if ch.__class__ is not dict:
+            continue
+        if ch.get("finish_reason") is not None:
+            return True
+        delta = ch.get("delta")
+        if delta.__class__ is dict and any(
+            delta.get(k) for k in ("content", "refusal", "tool_calls", "role")
+        ):
+            return True
+    return False
 
 
 class _Call:
@@ -169,6 +204,7 @@ class OpenAIChatValidator(StreamValidator):
             limit = req.get("max_tokens")
         self.max_tokens: int | None = limit if type(limit) is int else None
         self.expect_length = "openai.finish-length" in expect
+        self.forced_tool = _forced_tool(req.get("tool_choice"))
         chunk_schema = schema("openai", "chunk")
         self._chunk_schema = chunk_schema
         self._chunk_valid = chunk_schema.is_valid
@@ -208,9 +244,11 @@ class OpenAIChatValidator(StreamValidator):
         key: object,
         event: Event | int | None,
         message: str | Callable[[], str],
+        level_as: Level | None = None,
     ) -> None:
-        """Report a problem once per (rule, key); later occurrences are only counted."""
-        slot = (rule, key)
+        """Report a problem once per (rule, key, level); later occurrences are only counted.
+        ``level_as``: a weaker level for this occurrence (see the catalogue's header)."""
+        slot = (rule, key, level_as)
         seen = self._seen.get(slot)
         if seen is not None:
             seen[1] += 1
@@ -221,7 +259,7 @@ class OpenAIChatValidator(StreamValidator):
             self._seen[slot] = [-1, 1]
             return
         self._seen[slot] = [len(self.findings), 1]
-        self.add(rule, message if isinstance(message, str) else message(), event)
+        self.add(rule, message if isinstance(message, str) else message(), event, level_as=level_as)
 
     @property
     def ended_by_error(self) -> bool:
@@ -232,7 +270,11 @@ class OpenAIChatValidator(StreamValidator):
             if position >= 0 and count > 1:
                 old = self.findings[position]
                 self.findings[position] = Finding(
-                    old.rule, f"{old.message} [{count} occurrences in all]", old.event, old.excerpt
+                    old.rule,
+                    f"{old.message} [{count} occurrences in all]",
+                    old.event,
+                    old.excerpt,
+                    old.level_as,
                 )
         for rule, distinct in self._distinct.items():
             if distinct > MAX_DISTINCT:
@@ -321,7 +363,7 @@ class OpenAIChatValidator(StreamValidator):
                     and index.__class__ is int
                 ):
                     delta = ch["delta"]
-                    if len(delta) == 1 and ch["finish_reason"] is None:
+                    if len(delta) == 1 and ch.get("finish_reason", _MISSING) is None:
                         text = delta.get("content")
                         if text.__class__ is str:
                             if text:
@@ -419,13 +461,23 @@ class OpenAIChatValidator(StreamValidator):
 
     def _wrong_object(self, obj: dict[str, Any], event: Event) -> None:
         value = obj.get("object")
-        self._flag(
-            "openai.object",
-            _short(value),
-            event,
-            f"event {event.index}: object is {_short(value)}, not 'chat.completion.chunk' "
-            "(the SDK's stream helper skips such chunks, and what they carry is lost)",
-        )
+        if _carries(obj):
+            self._flag(
+                "openai.object",
+                _short(value),
+                event,
+                f"event {event.index}: object is {_short(value)}, not 'chat.completion.chunk': "
+                "the SDK's stream helper skips the chunk, and what it carries is lost",
+            )
+        else:
+            self._flag(
+                "openai.object",
+                _short(value),
+                event,
+                f"event {event.index}: object is {_short(value)}, not 'chat.completion.chunk' "
+                "(the SDK's stream helper skips the chunk; it carries nothing the client needs)",
+                level_as="SHOULD",
+            )
 
     def _invalid_chunk(self, obj: dict[str, Any], event: Event) -> list[Any] | None:
         """Slow path of a chunk failing chunk.json: report the most specific rule, then
@@ -501,9 +553,21 @@ class OpenAIChatValidator(StreamValidator):
                 f"event {event.index}: choice index is written {index!r}, not as an integer",
             )
             index = int(index)
+        if delta is None:
+            delta = {}  # reported as choice-schema; its finish_reason still counts
         if type(index) is not int or index < 0 or delta.__class__ is not dict:
             return False  # reported as choice-schema; nothing usable
-        finish = ch.get("finish_reason")
+        finish = ch.get("finish_reason", _MISSING)
+        if finish is _MISSING:
+            self._flag(
+                "openai.finish-reason-key",
+                index,
+                event,
+                f"choice {index} (event {event.index}) has no finish_reason key; it is required "
+                "(null until the finish). The SDKs default it to null, clients reading "
+                "choice['finish_reason'] raise KeyError",
+            )
+            finish = None
         if st is None:
             st = self._choices.get(index)
         role = delta.get("role")
@@ -614,12 +678,19 @@ class OpenAIChatValidator(StreamValidator):
     def _finish(self, st: _Choice, finish: str, event: Event) -> None:
         self._finished = True
         if st.finish is not None:
+            same = finish == st.finish
             self._flag(
                 "openai.finish-once",
                 ("again", st.index),
                 event,
                 f"choice {st.index} got a second finish_reason {finish!r} at event "
-                f"{event.index} (the first, {st.finish!r}, was at event {st.finish_event})",
+                f"{event.index} (the first, {st.finish!r}, was at event {st.finish_event})"
+                + (
+                    "; the same value, so the rebuilt message is unchanged"
+                    if same
+                    else "; the SDK keeps the last one"
+                ),
+                level_as="SHOULD" if same else None,
             )
             return
         st.finish = finish
@@ -746,10 +817,12 @@ class OpenAIChatValidator(StreamValidator):
         self, st: _Choice, call: _Call, entry: dict[str, Any], fn: dict[str, Any], event: Event
     ) -> None:
         repeated = []
+        doubled = False  # a non-empty id or name repeated: the SDK concatenates it
         cid, ctype, name = entry.get("id"), entry.get("type"), fn.get("name")
         if cid is not None:
             if call.id:
                 repeated.append(f"id={_short(cid, 50)}")
+                doubled = doubled or bool(cid)
             elif cid.__class__ is str:
                 call.id = cid  # late head field (the head was already reported)
                 self._tool_ids = True
@@ -761,6 +834,7 @@ class OpenAIChatValidator(StreamValidator):
         if name is not None:
             if call.name:
                 repeated.append(f"function.name={_short(name, 50)}")
+                doubled = doubled or bool(name)
             elif name.__class__ is str:
                 call.name = name
         if repeated:
@@ -771,7 +845,13 @@ class OpenAIChatValidator(StreamValidator):
                 event,
                 f"choice {ci} tool call {k}: a later fragment (event {event.index}) repeats "
                 + ", ".join(repeated)
-                + " (the SDK concatenates repeated id and name strings)",
+                + (
+                    ": the SDK concatenates repeated id and name strings"
+                    if doubled
+                    else " (harmless for the SDK: it replaces type, and an empty string adds "
+                    "nothing)"
+                ),
+                level_as=None if doubled else "SHOULD",
             )
 
     # -- usage and empty-choices chunks ------------------------------------------------
@@ -944,6 +1024,7 @@ class OpenAIChatValidator(StreamValidator):
             checked.update(("openai.id-stable", "openai.created-stable", "openai.model-stable"))
         self._end_choices(complete)
         self._end_tools(complete)
+        self._end_tool_choice(complete)
         self._end_usage(complete)
         self._summarise()
 
@@ -951,7 +1032,14 @@ class OpenAIChatValidator(StreamValidator):
         checked = self.checked
         states = self._choices
         if states:
-            checked.update(("openai.choice-schema", "openai.role-first", "openai.delta-types"))
+            checked.update(
+                (
+                    "openai.choice-schema",
+                    "openai.finish-reason-key",
+                    "openai.role-first",
+                    "openai.delta-types",
+                )
+            )
             if self._deltas > len(states):
                 checked.add("openai.role-once")
         if self._finished:
@@ -1044,6 +1132,34 @@ class OpenAIChatValidator(StreamValidator):
                         text,
                     )
 
+    def _end_tool_choice(self, complete: bool) -> None:
+        """``openai.tool-choice``: a forced tool call came (judged on complete streams; a
+        choice cut by length or a content filter had no chance to make the call)."""
+        forced = self.forced_tool
+        if forced is None or not complete or not self._choices:
+            return
+        self.checked.add("openai.tool-choice")
+        how = f"tool_choice names {forced!r}" if forced else 'tool_choice is "required"'
+        for st in self._choices.values():
+            if st.finish in ("length", "content_filter"):
+                continue
+            names = [c.name for c in sorted(st.calls.values(), key=lambda c: c.index)]
+            if not names:
+                text = "".join(st.content or ())
+                said = f" after {len(text)} characters of text" if text else ""
+                self.add(
+                    "openai.tool-choice",
+                    f"choice {st.index} answered without a tool call although {how}: it "
+                    f"finishes with {st.finish!r}{said}",
+                    st.finish_event if st.finish_event >= 0 else st.first_event,
+                )
+            elif forced and forced not in names:
+                self.add(
+                    "openai.tool-choice",
+                    f"choice {st.index} calls {names} although {how}",
+                    st.first_event,
+                )
+
     def _end_usage(self, complete: bool) -> None:
         checked = self.checked
         if self._chunks:
@@ -1083,6 +1199,15 @@ class OpenAIChatValidator(StreamValidator):
                         if total > prompt + completion
                         else ""
                     ),
+                    self._usage_from,
+                )
+        if type(completion) is int and self.content_t:
+            checked.add("openai.usage-output")
+            if completion == 0:
+                self.add(
+                    "openai.usage-output",
+                    f"usage completion_tokens is 0 although {len(self.content_t)} content "
+                    "event(s) were streamed (token counts, billing and load tests read 0)",
                     self._usage_from,
                 )
         if self.max_tokens is not None and type(completion) is int:

@@ -1,9 +1,10 @@
 """Faults of the Anthropic Messages protocol, and the API-agnostic faults again for it.
 
 Naming: every fault of this API starts with ``anthropic-`` (``-k anthropic`` selects them).
-The wire, HTTP and transport faults of ``wire.py`` are registered a second time as
-``anthropic-<name>`` with ``api="anthropic"``: same effect, but proven against the Anthropic
-endpoint and scenarios (the ``"any"`` originals are proven with the OpenAI API).
+The wire, HTTP and transport faults of ``wire.py`` and the hostile ones of ``hostile.py`` are
+registered a second time as ``anthropic-<name>`` with ``api="anthropic"``: same effect, but
+proven against the Anthropic endpoint and scenarios (the ``"any"`` originals are proven with
+the OpenAI API).
 
 Chunk edits receive the stream as the endpoint built it — event dicts in sending order — and
 return a new list (:class:`Raw` events are written as given, e.g. without an ``event:`` line);
@@ -22,7 +23,18 @@ import orjson
 from ..anthropic_messages import PING, Raw, is_content
 from ..endpoint import Reply, StreamInfo, dumps_with_raw
 from .base import ChunkEdit, Fault
-from .wire import WIRE_FAULTS, accept_any_key, error_as_sse, error_detail_only
+from .hostile import ANTHROPIC_RULES as HOSTILE_ANTHROPIC_RULES
+from .hostile import HOSTILE_FAULTS
+from .wire import ANTHROPIC_RULES as WIRE_ANTHROPIC_RULES
+from .wire import (
+    WIRE_FAULTS,
+    accept_any_key,
+    drop_tools,
+    error_as_5xx,
+    error_as_sse,
+    error_detail_only,
+    serve_any_model,
+)
 
 __all__ = ["ANTHROPIC_FAULTS", "PREFIX"]
 
@@ -175,11 +187,31 @@ def _text_start_missing_text(items: Items, info: StreamInfo) -> Items:
 
 
 def _delta_type_mismatch(items: Items, info: StreamInfo) -> Items:
-    """An extra text_delta inside the tool_use block, after its first input fragment."""
-    p = _content(items, "input_json_delta")[0]
-    extra = {"type": "content_block_delta", "index": items[p]["index"],
-             "delta": {"type": "text_delta", "text": "Let me check."}}  # fmt: skip
-    return [*items[: p + 1], extra, *items[p + 1 :]]
+    """The second text piece sent as an input_json_delta inside the text block: the SDK
+    ignores a delta that does not fit its block, and that piece of the text is lost."""
+    positions = _content(items, "text_delta")
+    p = positions[min(1, len(positions) - 1)]
+    text = items[p]["delta"]["text"]
+    wrong = {**items[p], "delta": {"type": "input_json_delta", "partial_json": text}}
+    return [*items[:p], wrong, *items[p + 1 :]]
+
+
+def _usage_missing(items: Items, info: StreamInfo) -> Items:
+    return _map(items, "message_delta", lambda d: {k: v for k, v in d.items() if k != "usage"})
+
+
+def _zero_output_tokens(items: Items, info: StreamInfo) -> Items:
+    """output_tokens 0 in message_start and every message_delta although text was streamed
+    (aimock does this)."""
+
+    def start(item: dict[str, Any]) -> dict[str, Any]:
+        message = item["message"]
+        return {**item, "message": {**message, "usage": {**message["usage"], "output_tokens": 0}}}
+
+    items = _map(items, "message_start", start)
+    return _map(
+        items, "message_delta", lambda d: {**d, "usage": {**d["usage"], "output_tokens": 0}}
+    )
 
 
 def _signature_split(items: Items, info: StreamInfo) -> Items:
@@ -329,8 +361,9 @@ def _faults() -> tuple[Fault, ...]:
               "sdk.anthropic-accumulate"), "plain", 'text blocks start as {"type": "text"}, '
               "without the text key (the SDK then adds text to None and raises)",
               chunks=_text_start_missing_text),
-        Fault("delta-type-mismatch", "anthropic", ("anthropic.delta-type",), "tool",
-              "a text_delta inside the tool_use block", chunks=_delta_type_mismatch),
+        Fault("delta-type-mismatch", "anthropic", ("anthropic.delta-type",), "plain",
+              "a piece of the text sent as input_json_delta in the text block (the SDK "
+              "drops it)", chunks=_delta_type_mismatch),
         Fault("signature-split", "anthropic", ("anthropic.delta-type",), "thinking",
               "the signature comes in two signature_delta events (the SDK keeps the last)",
               chunks=_signature_split),
@@ -362,18 +395,33 @@ def _faults() -> tuple[Fault, ...]:
               chunks=_stop_reason("end_turn", "max_tokens")),
         # usage
         Fault("usage-decreasing", "anthropic", ("anthropic.usage",), "plain",
-              "a first message_delta counts three output tokens more than the final one",
-              chunks=_usage_decreasing),
+              "a first message_delta counts three output tokens more than the final one (a "
+              "warning: the SDK keeps the last count)", chunks=_usage_decreasing,
+              weaker=("anthropic.usage",)),
+        Fault("usage-missing", "anthropic", ("anthropic.usage", "sdk.anthropic-accumulate"),
+              "plain", "message_delta has no usage object (the SDK reads usage.output_tokens "
+              "from it and raises)", chunks=_usage_missing),
+        Fault("zero-output-tokens", "anthropic", ("anthropic.usage-output",), "plain",
+              "message_delta reports output_tokens 0 although text was streamed",
+              chunks=_zero_output_tokens),
+        Fault("tool-choice-ignored", "anthropic", ("anthropic.tool-choice",), "tool",
+              "tools and tool_choice are dropped: a forced tool use is answered in text",
+              request=drop_tools),
         Fault("zero-input-tokens", "anthropic", ("anthropic.usage-input",), "plain",
               "message_start reports input_tokens 0 (SHOULD)", chunks=_zero_input_tokens),
         # errors
         Fault("no-request-id", "anthropic", ("anthropic.request-id",), "plain",
               "no request-id response header (INFO)", reply=_no_request_id),
-        Fault("accept-bad-key", "anthropic", ("anthropic.error-status",), "error-bad-key",
-              "any API key is accepted: a bad key gets a 200 stream", request=accept_any_key),
+        Fault("accept-bad-key", "anthropic", ("http.auth-required",), "error-bad-key",
+              "any API key is accepted: a bad key gets a 200 stream (INFO: the endpoint checks "
+              "no keys)", request=accept_any_key),
+        Fault("accept-any-model", "anthropic", ("http.unknown-model",), "error-unknown-model",
+              "an unknown model name is served by the default model", request=serve_any_model),
+        Fault("error-5xx", "anthropic", ("anthropic.error-status",), "error-bad-key",
+              "client errors are answered 500", reply=error_as_5xx),
         Fault("error-type-wrong", "anthropic", ("anthropic.error-status",), "error-bad-key",
-              "the 401 error body says invalid_request_error, not authentication_error",
-              reply=_wrong_error_type),
+              "the 401 error body says invalid_request_error, not authentication_error (a "
+              "warning)", reply=_wrong_error_type, weaker=("anthropic.error-status",)),
         Fault("error-body-sse", "anthropic", ("anthropic.error-body",), "error-bad-key",
               "error answers are an event stream holding the JSON", reply=error_as_sse),
         Fault("error-body-shape", "anthropic", ("anthropic.error-body",), "error-bad-key",
@@ -399,8 +447,20 @@ def _faults() -> tuple[Fault, ...]:
               "a text delta holds the byte 0xFF (the SDK's strict decode raises)",
               chunks=_invalid_utf8),
     )  # fmt: skip
-    wire = tuple(replace(f, api="anthropic") for f in WIRE_FAULTS)
-    return tuple(replace(f, name=PREFIX + f.name) for f in (*own, *wire))
+    again = tuple(
+        replace(
+            f,
+            api="anthropic",
+            rules=OWN_RULES.get(f.name, f.rules_for("anthropic")),
+            weaker=f.weaker_for("anthropic"),
+        )
+        for f in (*WIRE_FAULTS, *HOSTILE_FAULTS)
+    )
+    return tuple(replace(f, name=PREFIX + f.name) for f in (*own, *again))
+
+
+# the rules of the wire and hostile faults against this API, where not their own with {api}
+OWN_RULES: Final = {**WIRE_ANTHROPIC_RULES, **HOSTILE_ANTHROPIC_RULES}
 
 
 ANTHROPIC_FAULTS: Final = _faults()

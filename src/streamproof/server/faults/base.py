@@ -34,8 +34,12 @@ FrameEdit = Callable[[list[Frame], Timing], list[Frame]]
 class Fault:
     """One way to be wrong. ``rules``: the catalogue ids it trips in ``scenario`` (a scenario
     name of ``streamproof.scenarios``) for ``api`` (``"any"``: the effect is API-agnostic and
-    so are its rules). ``refuses_connect``: it works at the URL level —
-    ``ReferenceServer.url_for`` points at a port that refuses connections."""
+    so are its rules; ``{api}`` in a rule id stands for the API it runs against) — all of
+    them, its collateral ones included, so that a test can hold the suite to exactly that
+    set. ``weaker``: those of ``rules`` that it trips at a weaker
+    level than the catalogue's (a MUST rule's warning, e.g. a repeated ``type``).
+    ``refuses_connect``: it works at the URL level — ``ReferenceServer.url_for`` points at a
+    port that refuses connections."""
 
     name: str
     api: Literal["openai", "anthropic", "any"]
@@ -47,6 +51,14 @@ class Fault:
     reply: ReplyEdit | None = None
     frames: FrameEdit | None = None
     refuses_connect: bool = False
+    weaker: tuple[str, ...] = ()
+
+    def rules_for(self, api: str) -> tuple[str, ...]:
+        """The rule ids it trips against ``api`` (``{api}`` filled in)."""
+        return tuple(r.replace("{api}", api) for r in self.rules)
+
+    def weaker_for(self, api: str) -> tuple[str, ...]:
+        return tuple(r.replace("{api}", api) for r in self.weaker)
 
     @property
     def layers(self) -> tuple[str, ...]:

@@ -22,6 +22,7 @@ from ..timing import Timing
 from .base import Fault
 
 __all__ = [
+    "ANTHROPIC_RULES",
     "BOMB_INFLATED_BYTES",
     "ENDLESS_EVENTS",
     "FLOOD_EVENTS",
@@ -69,29 +70,37 @@ def _stall_after_headers(frames: list[Frame], timing: Timing) -> list[Frame]:
     return [*_head(frames), Frame(0, b"", STALL)]
 
 
+def _content_event(events: list[int]) -> int:
+    """The middle event: a content event of a plain-text stream in both APIs (the first ones
+    open the message, the last ones close it)."""
+    return events[len(events) // 2]
+
+
 def _endless(frames: list[Frame], timing: Timing) -> list[Frame]:
-    """The first two events, then the second again every 2 ms, never ending (until the
-    server's cap resets it)."""
+    """The events up to the middle one, then that content event again every 2 ms, never
+    ending (until the server's cap resets it)."""
     events = _events(frames)
-    if len(events) < 2:
+    if len(events) < 3:
         return frames
-    start = frames[events[1]]
-    keep = frames[: events[1] + 1]
+    middle = _content_event(events)
+    start = frames[middle]
+    keep = frames[: middle + 1]
     again = (Frame(start.at + (i + 1) * _ENDLESS_GAP_NS, start.data) for i in range(ENDLESS_EVENTS))
     return [*keep, *again, Frame(start.at + (ENDLESS_EVENTS + 1) * _ENDLESS_GAP_NS, b"", STALL)]
 
 
 def _flood(frames: list[Frame], timing: Timing) -> list[Frame]:
-    """Before the last content events: FLOOD_EVENTS copies of the second event (a content chunk
-    with one word) at 100 000 a second; the stream then ends normally."""
+    """After the middle event: FLOOD_EVENTS copies of it (a content event with one word) at
+    100 000 a second; the stream then ends normally."""
     events = _events(frames)
     if len(events) < 3:
         return frames
-    second = frames[events[1]]
-    flood = [Frame(second.at + i * _FLOOD_GAP_NS, second.data) for i in range(FLOOD_EVENTS)]
+    middle = _content_event(events)
+    start = frames[middle]
+    flood = [Frame(start.at + i * _FLOOD_GAP_NS, start.data) for i in range(FLOOD_EVENTS)]
     shift = FLOOD_EVENTS * _FLOOD_GAP_NS
-    rest = [f._replace(at=f.at + shift) for f in frames[events[1] + 1 :]]
-    return [*frames[: events[1] + 1], *flood, *rest]
+    rest = [f._replace(at=f.at + shift) for f in frames[middle + 1 :]]
+    return [*frames[: middle + 1], *flood, *rest]
 
 
 def _huge_line(frames: list[Frame], timing: Timing) -> list[Frame]:
@@ -188,8 +197,14 @@ def _redirect(reply: Reply) -> Reply:
 
 
 def _after_first(items: list[Any], payload: bytes) -> list[Any]:
+    """``payload`` as the data of an extra event after the first one: a raw chunk for the
+    OpenAI API, a ``content_block_delta`` for the Anthropic one (its items are typed)."""
     if len(items) < 2:
         return items
+    if isinstance(items[0], dict) and items[0].get("type") == "message_start":
+        from ..anthropic_messages import Raw
+
+        return [*items[:1], Raw("content_block_delta", payload), *items[1:]]
     return [*items[:1], payload, *items[1:]]
 
 
@@ -199,12 +214,17 @@ def _deep_json(items: list[Any], info: StreamInfo) -> list[Any]:
 
 
 def _huge_number(items: list[Any], info: StreamInfo) -> list[Any]:
-    """After the first chunk, a chunk whose ``created`` has 10 000 digits."""
+    """After the first event, one whose JSON holds a number of 10 000 digits (a chunk's
+    ``created``; a delta's ``index``)."""
     first = items[0] if items and isinstance(items[0], dict) else {}
-    head = b'{"id": "%s", "object": "chat.completion.chunk", "created": ' % (
-        str(first.get("id", "chatcmpl-x")).encode()
-    )
-    return _after_first(items, head + b"9" * HUGE_DIGITS + b', "choices": []}')
+    if first.get("type") == "message_start":
+        payload = b'{"type": "content_block_delta", "index": %b, "delta": {}}'
+    else:
+        head = b'{"id": "%s", "object": "chat.completion.chunk", "created": ' % (
+            str(first.get("id", "chatcmpl-x")).encode()
+        )
+        payload = head + b'%b, "choices": []}'
+    return _after_first(items, payload % (b"9" * HUGE_DIGITS))
 
 
 HOSTILE_FAULTS: Final = (
@@ -226,7 +246,8 @@ HOSTILE_FAULTS: Final = (
     Fault("gzip-lie", "any", ("transport.broken",), "plain",
           "Content-Encoding: gzip on a body that is not gzip (the plain event stream)",
           reply=_gzip_header),
-    Fault("html-200", "any", ("http.content-type", "openai.done"), "plain",
+    Fault("html-200", "any", ("http.content-type", "openai.done", "openai.finish-once",
+          "sdk.openai-accumulate"), "plain",
           "the stream is answered 200 with an HTML page (a captive portal, a misrouted "
           "proxy)", reply=_html(200, b"OK")),
     Fault("html-502", "any", ("http.status",), "plain",
@@ -236,10 +257,15 @@ HOSTILE_FAULTS: Final = (
           f"the stream is answered 307 to the same path on http://{REDIRECT_HOST} (another "
           "origin): a client must not follow it with the key", request=_remember_host,
           reply=_redirect),
-    Fault("deep-json", "any", ("openai.data-json",), "plain",
-          f"after the first chunk, a payload nested {DEEP_LEVELS} arrays deep",
-          chunks=_deep_json),
-    Fault("huge-number", "any", ("openai.data-json",), "plain",
-          f"after the first chunk, a chunk whose created has {HUGE_DIGITS} digits",
-          chunks=_huge_number),
+    Fault("deep-json", "any", ("{api}.data-json", "sdk.{api}-accumulate"), "plain",
+          f"after the first event, a payload nested {DEEP_LEVELS} arrays deep (the SDKs' "
+          "json.loads raises RecursionError)", chunks=_deep_json),
+    Fault("huge-number", "any", ("{api}.data-json", "sdk.{api}-accumulate"), "plain",
+          f"after the first event, one holding a number of {HUGE_DIGITS} digits (Python's "
+          "json.loads refuses more than 4300)", chunks=_huge_number),
 )  # fmt: skip
+# The rules a hostile fault trips against the Anthropic API where they are not its rules with
+# {api} filled in (its anthropic- copy is registered with these).
+ANTHROPIC_RULES: Final = {
+    "html-200": ("http.content-type", "anthropic.start-first", "sdk.anthropic-accumulate"),
+}

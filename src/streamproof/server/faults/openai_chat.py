@@ -20,7 +20,15 @@ from ..openai_chat import DONE
 from ..send import EVENT, Frame
 from ..timing import Timing
 from .base import ChunkEdit, Fault
-from .wire import accept_any_key, error_as_sse, error_detail_only
+from .wire import (
+    accept_any_key,
+    drop_tools,
+    error_as_5xx,
+    error_as_403,
+    error_as_sse,
+    error_detail_only,
+    serve_any_model,
+)
 
 __all__ = ["OPENAI_FAULTS"]
 
@@ -157,7 +165,25 @@ def _wrong_object(items: Items, info: StreamInfo) -> Items:
     return [*items[: p + 1], extra, *items[p + 1 :]]
 
 
+def _wrong_object_content(items: Items, info: StreamInfo) -> Items:
+    """The second content chunk's object is "chat.completion": the SDK's stream helper skips
+    it, and its text is lost from the message it rebuilds."""
+    positions = _content_positions(items)
+    p = positions[min(1, len(positions) - 1)]
+    return [*items[:p], {**items[p], "object": "chat.completion"}, *items[p + 1 :]]
+
+
+def _finish_without_delta(items: Items, info: StreamInfo) -> Items:
+    """The finish chunk's choice has no delta key (the SDK reads choice.delta and raises)."""
+    p = _first_finish(items)
+    if p is None:
+        return items
+    choice = {k: v for k, v in items[p]["choices"][0].items() if k != "delta"}
+    return [*items[:p], {**items[p], "choices": [choice]}, *items[p + 1 :]]
+
+
 def _no_finish_key(items: Items, info: StreamInfo) -> Items:
+    """Intermediate choices leave out the finish_reason key (LiteLLM does)."""
     return _map_choices(
         items,
         lambda c: c if c["finish_reason"] else {k: v for k, v in c.items() if k != "finish_reason"},
@@ -181,9 +207,16 @@ def _role_every_chunk(items: Items, info: StreamInfo) -> Items:
 
 
 def _content_number(items: Items, info: StreamInfo) -> Items:
-    """An extra chunk whose content is the number 42."""
-    p = _content_positions(items)[0]
-    return [*items[: p + 1], _with_delta(items[p], {"content": 42}), *items[p + 1 :]]
+    """The second content chunk's text replaced by the number 42 (the SDK cannot merge it
+    and drops it: that piece of the text is lost)."""
+    positions = _content_positions(items)
+    p = positions[min(1, len(positions) - 1)]
+    return [*items[:p], _with_delta(items[p], {"content": 42}), *items[p + 1 :]]
+
+
+def _no_finish(items: Items, info: StreamInfo) -> Items:
+    """The finish chunk says finish_reason null: the choice never finishes."""
+    return _map_choices(items, lambda c: {**c, "finish_reason": None})
 
 
 def _double_finish(items: Items, info: StreamInfo) -> Items:
@@ -239,6 +272,12 @@ def _tool_head_repeat(items: Items, info: StreamInfo) -> Items:
         return {**e, "id": head["id"], "type": head["type"], "function": function}
 
     return _map_tool_entries(items, edit)
+
+
+def _tool_type_repeat(items: Items, info: StreamInfo) -> Items:
+    """Every argument fragment repeats type: "function" (harmless for the SDK, which
+    replaces type instead of concatenating it)."""
+    return _map_tool_entries(items, lambda e: e if "id" in e else {**e, "type": "function"})
 
 
 def _tool_args_object(items: Items, info: StreamInfo) -> Items:
@@ -301,6 +340,13 @@ def _usage_unrequested(items: Items, info: StreamInfo) -> Items:
     envelope = next(item for item in items if isinstance(item, dict))
     usage = {**envelope, "choices": [], "usage": dict(info.usage)}
     return [*items[:-1], usage, items[-1]] if items[-1] == DONE else [*items, usage]
+
+
+def _usage_zero_output(items: Items, info: StreamInfo) -> Items:
+    """The usage chunk counts 0 completion tokens (total = prompt) although text streamed."""
+    return _map_usage(
+        items, lambda u: {**u, "completion_tokens": 0, "total_tokens": u["prompt_tokens"]}
+    )
 
 
 def _usage_over_limit(items: Items, info: StreamInfo) -> Items:
@@ -369,7 +415,7 @@ OPENAI_FAULTS: Final = (
           "the stream ends without data: [DONE]", chunks=_missing_done),
     Fault("data-after-done", "openai", ("openai.done-last",), "plain",
           "a second data: [DONE] after the first", chunks=_data_after_done),
-    Fault("not-json", "openai", ("openai.data-json",), "plain",
+    Fault("not-json", "openai", ("openai.data-json", "sdk.openai-accumulate"), "plain",
           "an extra event holding half a chunk's JSON", chunks=_not_json),
     Fault("event-names", "openai", ("openai.no-event-names",), "plain",
           "every event carries 'event: chunk' (INFO)", frames=_event_names),
@@ -377,7 +423,11 @@ OPENAI_FAULTS: Final = (
     Fault("bad-chunk-schema", "openai", ("openai.chunk-schema",), "plain",
           "created is a string in every chunk", chunks=_created_as_string),
     Fault("wrong-object", "openai", ("openai.object",), "plain",
-          "an extra empty chunk whose object is chat.completion", chunks=_wrong_object),
+          "an extra empty chunk whose object is chat.completion (a warning: it carries "
+          "nothing)", chunks=_wrong_object, weaker=("openai.object",)),
+    Fault("wrong-object-content", "openai", ("openai.object", "sdk.openai-accumulate"),
+          "plain", "a content chunk whose object is chat.completion (the SDK's stream helper "
+          "skips it and loses its text)", chunks=_wrong_object_content),
     Fault("id-changes", "openai", ("openai.id-stable",), "plain",
           "the chunk id changes in the middle of the stream",
           chunks=_from_middle("id", lambda _: new_id("chatcmpl-"))),
@@ -387,8 +437,12 @@ OPENAI_FAULTS: Final = (
     Fault("model-changes", "openai", ("openai.model-stable",), "plain",
           "the model name gains a date suffix in the middle of the stream",
           chunks=_from_middle("model", lambda m: f"{m}-0806")),
-    Fault("bad-choice", "openai", ("openai.choice-schema",), "plain",
-          "intermediate choices have no finish_reason key", chunks=_no_finish_key),
+    Fault("bad-choice", "openai", ("openai.choice-schema", "sdk.openai-accumulate"), "plain",
+          "the finish chunk's choice has no delta (the SDK raises on it)",
+          chunks=_finish_without_delta),
+    Fault("no-finish-key", "openai", ("openai.finish-reason-key",), "plain",
+          "intermediate choices have no finish_reason key (LiteLLM; the SDKs default it)",
+          chunks=_no_finish_key),
     # lifecycle
     Fault("no-role", "openai", ("openai.role-first",), "plain",
           "no delta carries role", chunks=_no_role),
@@ -396,9 +450,13 @@ OPENAI_FAULTS: Final = (
           "every delta repeats role: assistant (the SDK rebuilds 'assistantassistant...')",
           chunks=_role_every_chunk),
     Fault("content-number", "openai", ("openai.delta-types",), "plain",
-          "an extra chunk whose content is the number 42", chunks=_content_number),
+          "the second content chunk's text is the number 42", chunks=_content_number),
+    Fault("no-finish", "openai", ("openai.finish-once",), "plain",
+          "the finish chunk's finish_reason is null: the choice never finishes",
+          chunks=_no_finish),
     Fault("double-finish", "openai", ("openai.finish-once",), "plain",
-          "the finish chunk is sent twice", chunks=_double_finish),
+          "the finish chunk is sent twice (a warning: the same value)", chunks=_double_finish,
+          weaker=("openai.finish-once",)),
     Fault("content-after-finish", "openai", ("openai.finish-last",), "plain",
           "the finish chunk comes before the last content chunk", chunks=_content_after_finish),
     Fault("finish-unknown", "openai", ("openai.finish-enum",), "plain",
@@ -421,6 +479,12 @@ OPENAI_FAULTS: Final = (
     Fault("tool-head-repeat", "openai", ("openai.tool-head-once", "sdk.openai-accumulate"),
           "tool", "every argument fragment repeats id, type and name (the SDK doubles them)",
           chunks=_tool_head_repeat),
+    Fault("tool-type-repeat", "openai", ("openai.tool-head-once",), "tool",
+          "every argument fragment repeats type (a warning: the SDK replaces type)",
+          chunks=_tool_type_repeat, weaker=("openai.tool-head-once",)),
+    Fault("tool-choice-ignored", "openai", ("openai.tool-choice",), "tool",
+          "tools and tool_choice are dropped: a forced tool call is answered in text",
+          request=drop_tools),
     Fault("tool-args-object", "openai", ("openai.tool-args-string",), "tool",
           "the arguments come as one JSON object, not string fragments",
           chunks=_tool_args_object),
@@ -440,23 +504,35 @@ OPENAI_FAULTS: Final = (
     Fault("usage-unrequested", "openai", ("openai.usage-unrequested",), "plain",
           "a choices: [] usage chunk although include_usage was not requested",
           chunks=_usage_unrequested),
+    Fault("usage-zero-output", "openai", ("openai.usage-output",), "usage",
+          "the usage chunk counts 0 completion tokens although text was streamed",
+          chunks=_usage_zero_output),
     Fault("usage-over-limit", "openai", ("openai.usage-max-tokens",), "max-tokens",
           "usage reports 3 more completion tokens than max_tokens allows",
           chunks=_usage_over_limit),
     # errors
-    Fault("accept-bad-key", "openai", ("openai.error-status",), "error-bad-key",
-          "any API key is accepted: a bad key gets a 200 stream", request=accept_any_key),
+    Fault("accept-bad-key", "openai", ("http.auth-required",), "error-bad-key",
+          "any API key is accepted: a bad key gets a 200 stream (INFO: the endpoint checks no "
+          "keys)", request=accept_any_key),
+    Fault("accept-any-model", "openai", ("http.unknown-model",), "error-unknown-model",
+          "an unknown model name is served by the default model", request=serve_any_model),
+    Fault("error-5xx", "openai", ("openai.error-status",), "error-bad-key",
+          "client errors are answered 500", reply=error_as_5xx),
+    Fault("error-403", "openai", ("openai.error-status",), "error-bad-key",
+          "a bad key is answered 403 instead of 401 (a warning)", reply=error_as_403,
+          weaker=("openai.error-status",)),
     Fault("error-body-sse", "openai", ("openai.error-body",), "error-bad-key",
           "error answers are an event stream holding the JSON", reply=error_as_sse),
     Fault("error-body-shape", "openai", ("openai.error-body",), "error-bad-key",
           'error bodies are {"detail": "..."} instead of {"error": {...}}',
           reply=error_detail_only),
-    Fault("midstream-error-malformed", "openai", ("openai.midstream-error",), "plain",
+    Fault("midstream-error-malformed", "openai", ("openai.midstream-error",
+          "sdk.openai-accumulate"), "plain",
           "after three content chunks an error object without a message, then [DONE]",
           chunks=_midstream_error_malformed),
     # encoding
-    Fault("utf8-split", "openai", ("sse.utf8",), "plain",
+    Fault("utf8-split", "openai", ("sse.utf8", "sdk.openai-accumulate"), "plain",
           "a multi-byte character split between two events", chunks=_utf8_split),
-    Fault("invalid-utf8", "openai", ("sse.utf8",), "plain",
+    Fault("invalid-utf8", "openai", ("sse.utf8", "sdk.openai-accumulate"), "plain",
           "a content chunk holds the byte 0xFF", chunks=_invalid_utf8),
 )  # fmt: skip

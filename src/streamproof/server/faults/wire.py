@@ -1,23 +1,40 @@
 """Faults that do not depend on the API: HTTP, SSE encoding, timing and transport.
 
-Their effects work on any endpoint's reply and frames. The error-answer effects
-(:func:`accept_any_key`, :func:`error_as_sse`, :func:`error_detail_only`) are generic too,
-but the rules they trip are named per API, so each API registers its own faults with them.
+Their effects work on any endpoint's reply and frames. The request and error-answer
+effects (:func:`accept_any_key`, :func:`serve_any_model`, :func:`drop_tools`,
+:func:`error_as_5xx`, :func:`error_as_403`, :func:`error_as_sse`, :func:`error_detail_only`)
+are generic too, but the rules they trip are named per API, so each API registers its own
+faults with them.
 """
 
 from __future__ import annotations
 
+import functools
+import itertools
+import math
 from dataclasses import replace
 from typing import Final
 
 import orjson
 
-from ..endpoint import Context, Reply, Request, sse_event
+from ..endpoint import DEFAULT_MODEL, MODELS, Context, Reply, Request, sse_event
 from ..send import CLOSE, DATA, EVENT, HEAD, RESET, STALL, WIRE, Frame
 from ..timing import Timing
 from .base import Fault
 
-__all__ = ["HUGE_EVENT_BYTES", "WIRE_FAULTS", "accept_any_key", "error_as_sse", "error_detail_only"]
+__all__ = [
+    "ANTHROPIC_RULES",
+    "HUGE_EVENT_BYTES",
+    "PARAMETRIC",
+    "WIRE_FAULTS",
+    "accept_any_key",
+    "drop_tools",
+    "error_as_5xx",
+    "error_as_403",
+    "error_as_sse",
+    "error_detail_only",
+    "serve_any_model",
+]
 
 HUGE_EVENT_BYTES: Final = 2 * 1024 * 1024  # the huge event's data line is a little longer
 _DRIP_NS: Final = 100_000_000  # slow-drip: one byte every 100 ms
@@ -34,6 +51,44 @@ def accept_any_key(req: Request, ctx: Context) -> Request:
         return req
     headers = {**req.headers, "authorization": f"Bearer {ctx.api_key}", "x-api-key": ctx.api_key}
     return replace(req, headers=headers)
+
+
+def serve_any_model(req: Request, ctx: Context) -> Request:
+    """Serve an unknown model name with the default model (a gateway that maps any name)."""
+    try:
+        body = orjson.loads(req.body)
+    except orjson.JSONDecodeError:
+        return req
+    if not isinstance(body, dict) or body.get("model") in MODELS:
+        return req
+    return replace(req, body=orjson.dumps({**body, "model": DEFAULT_MODEL}))
+
+
+def drop_tools(req: Request, ctx: Context) -> Request:
+    """Drop the request's tools and tool_choice (a gateway that loses them): the model then
+    answers in text, whatever tool_choice forced."""
+    try:
+        body = orjson.loads(req.body)
+    except orjson.JSONDecodeError:
+        return req
+    if not isinstance(body, dict) or "tools" not in body:
+        return req
+    kept = {k: v for k, v in body.items() if k not in ("tools", "tool_choice")}
+    return replace(req, body=orjson.dumps(kept))
+
+
+def error_as_5xx(reply: Reply) -> Reply:
+    """A client error answered as a server error (500), body and all."""
+    if 400 <= reply.status < 500:
+        reply.status = 500
+    return reply
+
+
+def error_as_403(reply: Reply) -> Reply:
+    """An authentication error answered 403 instead of 401."""
+    if reply.status == 401:
+        reply.status = 403
+    return reply
 
 
 def error_as_sse(reply: Reply) -> Reply:
@@ -100,12 +155,14 @@ def _crlf(frames: list[Frame], timing: Timing) -> list[Frame]:
 
 
 def _bom(frames: list[Frame], timing: Timing) -> list[Frame]:
-    """A BOM and an empty line before the first event: a conforming decoder drops the BOM;
-    the SDK decoders see a line with an unknown field name and lose nothing else."""
+    """A BOM right before the first event: a conforming decoder drops it; the SDK decoders
+    keep it in the first field name ("\ufeffdata"), which they ignore, so the first event
+    is lost to them."""
     events = _events(frames)
     if not events:
         return frames
-    return [*frames[: events[0]], Frame(0, _BOM + b"\n", DATA), *frames[events[0] :]]
+    first = frames[events[0]]
+    return [*frames[: events[0]], first._replace(data=_BOM + first.data), *frames[events[0] + 1 :]]
 
 
 def _comments(frames: list[Frame], timing: Timing) -> list[Frame]:
@@ -163,6 +220,41 @@ def _cut(frames: list[Frame], *tail: tuple[bytes, int]) -> list[Frame]:
     return [*frames[:cut], *(Frame(frames[cut].at, data, kind) for data, kind in tail)]
 
 
+@functools.cache
+def drop_rate(value: str) -> Fault:
+    """``drop-rate=P``: a fraction P of the streams is cut mid-body (half the events, then
+    the connection closes). Exactly P: of any run of consecutive requests of the process,
+    request n is cut when floor((n + 1)·P) > floor(n·P) — a load test measures the client's
+    accounting, not the luck of a coin. One fault object (and counter) per value."""
+    try:
+        rate = float(value)
+    except ValueError:
+        rate = -1.0
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"drop-rate takes a fraction between 0 and 1, not {value!r}")
+    counter = itertools.count()
+
+    def frames(frames: list[Frame], timing: Timing) -> list[Frame]:
+        n = next(counter)
+        if math.floor((n + 1) * rate) > math.floor(n * rate):
+            return _cut(frames, (b"", CLOSE))
+        return frames
+
+    return Fault(f"drop-rate={value}", "any", ("transport.broken",), "plain",
+                 "that fraction of the streams is cut mid-body: the connection closes after "
+                 "half the events (exactly that fraction of consecutive requests)",
+                 frames=frames)  # fmt: skip
+
+
+# The rules a wire fault trips against the Anthropic API where they are not its rules with
+# {api} filled in (its anthropic- copy is registered with these): the anthropic SDK skips an
+# event without a name, so it reads the id-only event fine.
+ANTHROPIC_RULES: Final = {"meta-only": ("sse.meta-only",)}
+
+# Faults that take a value (``name=value``), by name: value -> Fault.
+PARAMETRIC: Final = {"drop-rate": drop_rate}
+
+
 def _stall_headers(frames: list[Frame], timing: Timing) -> list[Frame]:
     return [Frame(0, b"", STALL)]
 
@@ -194,7 +286,8 @@ def _close_at_once(frames: list[Frame], timing: Timing) -> list[Frame]:
 
 WIRE_FAULTS: Final = (
     Fault("status-201", "any", ("http.status",), "plain",
-          "the stream is answered 201 Created instead of 200", reply=_status_201),
+          "the stream is answered 201 Created instead of 200 (a warning: the SDKs read any "
+          "2xx as success)", reply=_status_201, weaker=("http.status",)),
     Fault("wrong-content-type", "any", ("http.content-type",), "plain",
           "the stream is labelled text/plain", reply=_text_plain),
     Fault("stream-false-sse", "any", ("http.stream-false-json",), "non-stream",
@@ -205,12 +298,13 @@ WIRE_FAULTS: Final = (
           frames=_buffered),
     Fault("crlf", "any", ("sse.line-endings",), "plain",
           "CRLF line endings in every event", frames=_crlf),
-    Fault("bom", "any", ("sse.bom",), "plain",
-          "the body starts with a UTF-8 byte order mark (and an empty line)", frames=_bom),
+    Fault("bom", "any", ("sse.bom", "sdk.{api}-accumulate"), "plain",
+          "the body starts with a UTF-8 byte order mark (the SDKs lose the first event)",
+          frames=_bom),
     Fault("unterminated", "any", ("sse.terminated",), "plain",
           "the body ends inside an event: a copy of the last event without its blank line",
           frames=_unterminated),
-    Fault("meta-only", "any", ("sse.meta-only",), "plain",
+    Fault("meta-only", "any", ("sse.meta-only", "sdk.openai-accumulate"), "plain",
           "an event made only of an id: field (the openai SDK parses its empty data as JSON)",
           frames=_meta_only),
     Fault("comments", "any", ("sse.comments",), "plain",
