@@ -40,8 +40,17 @@ def api_answers(base_url: str, api: str) -> bool:
     return result.status is not None and result.status != 404
 
 
-def run_locust(args: list[str], tmp: Path, *, timeout: float = 60.0) -> subprocess.CompletedProcess:
-    """A headless Locust run in its own process group, killed whole if it overruns."""
+def run_locust(
+    args: list[str],
+    tmp: Path,
+    *,
+    timeout: float = 60.0,
+    env: dict[str, str] | None = None,
+    summary_json: str | None = "summary.json",
+) -> subprocess.CompletedProcess:
+    """A headless Locust run in its own process group, killed whole if it overruns.
+    ``env``: variables set for it (the key is SECRET unless given); ``summary_json``: where
+    the summary goes in ``tmp`` (None: the run's own default folder)."""
     cmd = [
         sys.executable,
         "-m",
@@ -54,13 +63,13 @@ def run_locust(args: list[str], tmp: Path, *, timeout: float = 60.0) -> subproce
         "0",
         "--start-jitter",
         "0",
-        "--summary-json",
-        str(tmp / "summary.json"),
         "--csv",
         str(tmp / "locust"),
         *args,
     ]
-    env = {**os.environ, "STREAMPROOF_API_KEY": SECRET}
+    if summary_json is not None:
+        cmd += ["--summary-json", str(tmp / summary_json)]
+    env = {**os.environ, "STREAMPROOF_API_KEY": SECRET, **(env or {})}
     env.pop("OPENAI_API_KEY", None)
     proc = subprocess.Popen(
         cmd,

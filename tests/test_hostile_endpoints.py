@@ -44,14 +44,14 @@ HOSTILE = {
     "invalid-utf8": ("sse.utf8", "UTF-8"),
     "gzip-bomb": ("transport.broken", "gzip body inflated past 64 MiB"),
     "gzip-lie": ("transport.broken", "Content-Encoding gzip but the body is not gzip"),
-    "html-200": ("http.content-type", "Content-Type is 'text/html'"),
+    "html-200": (None, "does not look like an"),  # the setup check: a usage error
     "html-502": ("http.status", "answered 502"),
     "reset": ("transport.broken", "connection closed abruptly"),
     "bad-chunked": ("transport.broken", "after"),
     "redirect-cross-origin": ("http.status", "answered 307"),
     "deep-json": ("{api}.data-json", "nesting too deep"),
     "huge-number": ("{api}.data-json", "a number too large"),
-    "event-flood": (None, ""),
+    "event-flood": (None, ""),  # a valid stream
 }
 
 
@@ -88,6 +88,7 @@ def test_every_hostile_fault_is_registered(api: str) -> None:
         expected = HOSTILE[name][0]
         rules = spec.rules_for(api)
         assert (expected.format(api=api) in rules) if expected else rules == ()
+        assert bool(spec.setup) == (name == "html-200")
 
 
 @pytest.mark.parametrize("api", ["openai", "anthropic"])
@@ -103,7 +104,12 @@ def test_suite_survives(fault, api, pytester, server, tmp_path) -> None:
     assert any(p.suffix in (".html", ".xml", ".md") for p in tmp_path.rglob("*")), list(
         tmp_path.rglob("*")
     )
-    assert result.ret in (0, 1), result.outlines[-20:]  # a verdict, never an internal error
+    if FAULTS[_fault(fault, api)].setup:  # no LLM API: one line, a usage error
+        assert result.ret == pytest.ExitCode.USAGE_ERROR
+        assert words in report["error"] and report["verdict"] == "error"
+        return
+    # a verdict, or (nothing answered) the one line of exit status 2; never an internal error
+    assert result.ret in (0, 1, 2), result.outlines[-20:]
     if rule_id is None:  # a valid (if extreme) stream: the suite keeps up and passes it
         bad = [(r["id"], r["message"]) for r in report["rules"] if r["outcome"] in ("fail", "warn")]
         assert bad == []
@@ -111,6 +117,9 @@ def test_suite_survives(fault, api, pytester, server, tmp_path) -> None:
     entry = by_id[rule_id]
     assert entry["outcome"] in ("fail", "warn"), entry
     assert words in entry["message"], entry["message"]
+    if result.ret == 2:  # nothing answered in time: the run ended there, saying why
+        assert report["verdict"] == "error" and words in report["error"]
+        return
     # the other checks still ran: the run has rules that passed besides the finding
     assert any(r["outcome"] == "pass" for r in report["rules"])
 

@@ -384,7 +384,8 @@ def test_shape_stages() -> None:
 
 
 # Importing locust monkey-patches the whole process (threads become greenlets), so the
-# comparison with Locust's own logging runs in a child process.
+# comparison with Locust's own logging runs in a child process. The metric rows are logged
+# into their own entries only: Locust's totals count streams.
 _BULK_CHECK = """
 import sys
 import types
@@ -398,10 +399,11 @@ locust.stats.time = types.SimpleNamespace(time=lambda: 1_700_000_000.25)  # one 
 samples = [float(x) for x in sys.argv[1:]]
 ours, locust_own = RequestStats(), RequestStats()
 for stats in (ours, locust_own):
-    stats.log_request("openai", "TTFT", 101.0, 0)
+    stats.log_request("openai", "E2E", 101.0, 0)  # one stream: the only sample in the totals
 log_samples(ours, "openai", "ITL", samples)
 for x in samples:
-    locust_own.log_request("openai", "ITL", x, 0)
+    locust_own.get("ITL", "openai").log(x, 0)  # Locust's own per-sample logging, entry only
+assert ours.total.num_requests == 1  # the ITL samples did not inflate the totals
 for a, b in zip(
     [*ours.serialize_stats(), ours.total.serialize()],
     [*locust_own.serialize_stats(), locust_own.total.serialize()],

@@ -64,7 +64,8 @@ def write_load_fixture(directory: Path, n: int = 60, seed: int = 7) -> dict:
     pct = {"p50": 120.0, "p90": 140.0, "p95": 146.0, "p99": 155.0, "p999": 158.0,
            "min": 85.0, "max": 160.0, "mean": 121.0}  # fmt: skip
     summary = {
-        "api": "openai", "host": "http://127.0.0.1:9/v1", "users": 4, "duration_s": 9.5,
+        "api": "openai", "host": "http://127.0.0.1:9/v1", "embedded": True, "users": 4,
+        "duration_s": 9.5,
         "requests": {"completed": n - n // 20, "failed": n // 20,
                      "by_error": {"http.503": n // 20}},
         "ttfb_ms": {k: v / 60 for k, v in pct.items()}, "ttft_ms": pct, "ttfo_ms": pct,

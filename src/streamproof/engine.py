@@ -19,8 +19,9 @@ import httpx
 import orjson
 
 from .capture import Capture, Timeouts, body_excerpt, exchange, tls_context
-from .findings import Finding, at_api_level
-from .redact import register_secret
+from .endpoints import ANTHROPIC_VERSION, API_PATHS, request_headers
+from .findings import Finding, at_api_level, excerpt
+from .redact import is_secret_name, register_secret
 from .scenarios import Scenario
 from .sse import DEFAULT_MAX_EVENT_BYTES
 from .validators.base import StreamValidator, check_http
@@ -40,7 +41,6 @@ Outcome = Literal["pass", "fail", "warn", "skip"]
 
 _MODULES = {"openai": "openai_chat", "anthropic": "anthropic_messages"}
 _VALIDATORS = {"openai": "OpenAIChatValidator", "anthropic": "AnthropicMessagesValidator"}
-_PATHS = {"openai": "/chat/completions", "anthropic": "/messages"}
 _BAD_KEY = "sk-streamproof-invalid-key-0000000000"
 # The SDK replay costs ~0.6 ms an event (pydantic models per chunk): past this many events
 # it is skipped, so that a flood of events cannot stretch a run far past its time bounds.
@@ -71,34 +71,50 @@ def validator_for(
 
 @dataclass(frozen=True)
 class Target:
-    """Where and how to send: the API root (``.../v1``), credentials, model, bounds."""
+    """Where and how to send: the API root (``.../v1``), credentials, model, bounds.
+
+    ``auth_header``: send the key raw in this header instead (Azure's ``api-key``);
+    ``extra_headers``: more headers on every request (a gateway's routing or tenant
+    headers; values of secret-looking names are masked everywhere); ``extra_body``: keys
+    merged into every JSON request body (vLLM's ``chat_template_kwargs``); ``api_bases``:
+    another API root for one API (the built-in server's faults, by API)."""
 
     base_url: str
     model: str
     api_key: str | None = None
     timeouts: Timeouts = field(default_factory=Timeouts)
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
-    anthropic_version: str = "2023-06-01"
+    anthropic_version: str = ANTHROPIC_VERSION
     anthropic_auth: Literal["x-api-key", "bearer"] = "x-api-key"
+    auth_header: str | None = None
+    extra_headers: tuple[tuple[str, str], ...] = ()
+    extra_body: Mapping[str, Any] = field(default_factory=dict)
+    api_bases: Mapping[str, str] = field(default_factory=dict)
+    model_source: str = "given"  # or "GET /models"
 
     def __post_init__(self) -> None:
         register_secret(self.api_key)
+        for name, value in self.extra_headers:
+            if is_secret_name(name):
+                register_secret(value)
 
     def headers(self, api: str, auth: str) -> dict[str, str]:
-        headers = {"content-type": "application/json", "accept": "text/event-stream"}
         key = {"key": self.api_key, "bad": _BAD_KEY, "none": None}[auth]
-        if api == "anthropic":
-            headers["anthropic-version"] = self.anthropic_version
-            if key and self.anthropic_auth == "bearer":
-                headers["authorization"] = f"Bearer {key}"
-            elif key:
-                headers["x-api-key"] = key
-        elif key:
-            headers["authorization"] = f"Bearer {key}"
-        return headers
+        return request_headers(
+            api,
+            key,
+            anthropic_auth=self.anthropic_auth,
+            auth_header=self.auth_header,
+            extra=self.extra_headers,
+            anthropic_version=self.anthropic_version,
+        )
+
+    def body(self, built: Any) -> Any:
+        """A scenario's request body with ``extra_body`` merged in (not a malformed one)."""
+        return {**built, **self.extra_body} if isinstance(built, dict) else built
 
     def url(self, api: str) -> str:
-        return self.base_url.rstrip("/") + _PATHS[api]
+        return self.api_bases.get(api, self.base_url).rstrip("/") + API_PATHS[api]
 
 
 @dataclass
@@ -134,7 +150,12 @@ def outcome(result: ScenarioResult, rule_id: str) -> RuleOutcome:
         order = {"MUST": 0, "SHOULD": 1, "INFO": 2}
         first = min(found, key=lambda f: order[f.level])  # the strongest finding speaks
         level = first.level
-        more = f" (+{len(found) - 1} more)" if len(found) > 1 else ""
+        others = [f for f in found if f is not first]
+        more = ""
+        if others:  # the others, in short (each is in the capture's transcript)
+            listed = "; ".join(excerpt(f.message, 120) for f in others[:3])
+            rest = f"; and {len(others) - 3} more" if len(others) > 3 else ""
+            more = f" (also: {listed}{rest})"
         text = f"[{level}] {rule_id} in {result.scenario.id}: {first.message}{more}"
         if first.event is not None:
             text = (
@@ -204,7 +225,7 @@ class Runner:
 
     def run(self, scenario: Scenario) -> ScenarioResult:
         target = self.target
-        body = scenario.build(target.model)
+        body = target.body(scenario.build(target.model))
         headers = target.headers(scenario.api, scenario.auth)
         streaming = scenario.kind == "stream"
         live = validator_for(scenario.api, body, scenario.expect) if streaming else None

@@ -13,12 +13,18 @@ EXCERPT_CHARS = 240
 
 
 def excerpt(text: str | bytes, limit: int = EXCERPT_CHARS) -> str:
-    """A short, printable excerpt: bytes decoded with replacement, cut with an ellipsis."""
+    """A short, printable excerpt: bytes decoded with replacement, control characters shown
+    escaped (a hostile body must not drive the reader's terminal), cut with an ellipsis."""
     if isinstance(text, bytes):
         text = text[: limit * 4].decode("utf-8", "replace")
+    text = text[: limit * 4].translate(_ESCAPES)
     if len(text) > limit:
         return text[: limit - 1] + "\u2026"
     return text
+
+
+# C0 and C1 control characters and DEL, as \xNN (tab and newline too: an excerpt is one line)
+_ESCAPES = {c: f"\\x{c:02x}" for c in (*range(0x20), *range(0x7F, 0xA0))}
 
 
 @dataclass(frozen=True, slots=True)

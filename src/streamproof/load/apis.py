@@ -13,22 +13,19 @@ from typing import Any, Final
 
 import orjson
 
+from ..endpoints import ANTHROPIC_VERSION, API_PATHS, APIS, request_headers
 from ..sse import Event
 from ..validators.base import event_json
 
 __all__ = [
     "ANTHROPIC_VERSION",
     "APIS",
-    "PATHS",
+    "API_PATHS",
     "StreamTracker",
     "build_request",
     "request_headers",
     "tracker_for",
 ]
-
-APIS: Final = ("openai", "anthropic")
-PATHS: Final = {"openai": "/chat/completions", "anthropic": "/messages"}
-ANTHROPIC_VERSION: Final = "2023-06-01"
 
 _JSONError = orjson.JSONDecodeError
 _VISIBLE_DELTAS: Final = {"text_delta": "text", "input_json_delta": "partial_json"}
@@ -55,18 +52,6 @@ def build_request(
     if include_usage:
         body["stream_options"] = {"include_usage": True}
     return body
-
-
-def request_headers(api: str, api_key: str | None) -> dict[str, str]:
-    """Credentials and protocol headers (the caller adds host, length and framing)."""
-    headers = {"content-type": "application/json", "accept": "text/event-stream"}
-    if api == "anthropic":
-        headers["anthropic-version"] = ANTHROPIC_VERSION
-        if api_key:
-            headers["x-api-key"] = api_key
-    elif api_key:
-        headers["authorization"] = f"Bearer {api_key}"
-    return headers
 
 
 class StreamTracker:

@@ -9,23 +9,34 @@ reads any namespace, including one whose values the web UI turned into strings.
 
 from __future__ import annotations
 
+import json
 import os
+import re
+import time
+from argparse import ArgumentTypeError
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Final
 
 from ..capture import Timeouts
+from ..endpoints import request_headers
 from ..redact import register_secret
 from ..server import DEFAULT_MODEL
+from ..suite_options import parse_header
 from .metrics import Slo
 
 __all__ = [
     "API_CHOICES",
+    "HEADERS_ENV",
     "KEY_ENV",
     "PROMPT_CHOICES",
     "SHAPE_CHOICES",
     "Settings",
     "add_locust_arguments",
+    "parse_duration",
     "resolve_api_key",
+    "run_folder",
+    "timeouts_of",
 ]
 
 API_CHOICES: Final = ("openai", "anthropic", "mixed")
@@ -37,7 +48,43 @@ KEY_ENV: Final = {
     "openai": ("STREAMPROOF_API_KEY", "OPENAI_API_KEY"),
     "anthropic": ("STREAMPROOF_API_KEY", "ANTHROPIC_API_KEY"),
 }
-DEFAULT_SUMMARY: Final = "reports/load/summary.json"
+LOAD_DIR: Final = "reports/load"
+_DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")
+# Extra request headers (a JSON list of "Name: value"), passed to Locust in the environment:
+# a header may carry a secret, and a command line is visible to every user of the machine.
+HEADERS_ENV: Final = "STREAMPROOF_HEADERS"
+
+
+def run_folder(base: str = LOAD_DIR) -> Path:
+    """A folder of its own for one run (``reports/load/run-20261204-171500-4242``): a web UI
+    session, or a run against another host, never overwrites another run's files."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return Path(base) / f"run-{stamp}-{os.getpid()}"
+
+
+def parse_duration(text: str) -> float:
+    """``30``, ``30s``, ``2m``, ``1h30m`` → seconds (more than 0)."""
+    match = _DURATION.match(text.strip().lower())
+    if not text.strip() or match is None:
+        raise ArgumentTypeError(f"not a duration: {text!r} (use 30s, 2m, 1h30m)")
+    h, m, s = (float(g) if g else 0.0 for g in match.groups())
+    seconds = h * 3600 + m * 60 + s
+    if seconds <= 0:
+        raise ArgumentTypeError(f"a duration must be more than 0, not {text!r}")
+    return seconds
+
+
+def timeouts_of(options: Any) -> Timeouts:
+    """The four time bounds of a namespace (Locust's or ``streamproof load``'s)."""
+    get = lambda name: getattr(options, name, None)  # noqa: E731
+    return Timeouts(
+        connect=_float(get("connect_timeout"), _DEFAULTS.connect),
+        first_byte=_float(get("first_byte_timeout"), _DEFAULTS.first_byte),
+        idle=_float(get("idle_timeout"), _DEFAULTS.idle),
+        total=_float(get("total_timeout"), _DEFAULTS.total),
+    )
+
+
 _DEFAULTS = Timeouts()
 
 
@@ -64,6 +111,33 @@ def add_locust_arguments(parser: Any) -> None:
         is_secret=True,
         help="API key (masked everywhere). Empty: STREAMPROOF_API_KEY, else "
         "OPENAI_API_KEY / ANTHROPIC_API_KEY from the environment",
+    )
+    g.add_argument(
+        "--anthropic-auth",
+        choices=("x-api-key", "bearer"),
+        default="x-api-key",
+        env_var="STREAMPROOF_ANTHROPIC_AUTH",
+        help="how to send the Anthropic key",
+    )
+    g.add_argument(
+        "--auth-header",
+        default="",
+        env_var="STREAMPROOF_AUTH_HEADER",
+        help="send the key raw in this header instead (e.g. api-key for Azure)",
+    )
+    g.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        include_in_web_ui=False,
+        help=f"an extra request header 'Name: value', repeatable (also {HEADERS_ENV}: a JSON "
+        "list); values of secret-looking names are masked",
+    )
+    g.add_argument(
+        "--extra-body",
+        default="",
+        env_var="STREAMPROOF_EXTRA_BODY",
+        help="a JSON object merged into every request body",
     )
     g.add_argument(
         "--max-tokens",
@@ -185,8 +259,9 @@ def add_locust_arguments(parser: Any) -> None:
     )
     g.add_argument(
         "--summary-json",
-        default=DEFAULT_SUMMARY,
-        help="summary file; requests.jsonl and tokens_per_s.json go beside it",
+        default="",
+        help="summary file; requests.jsonl and tokens_per_s.json go beside it (default: a "
+        f"folder of its own for each run under {LOAD_DIR}/)",
     )
 
 
@@ -242,7 +317,12 @@ class Settings:
     interrupt_after: int = 5
     start_jitter: float = 1.0
     requests_per_user: int = 0
-    summary_json: str = DEFAULT_SUMMARY
+    summary_json: str = ""
+    anthropic_auth: str = "x-api-key"
+    auth_header: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    extra_body: dict[str, Any] = field(default_factory=dict)
+    run_time: float = 0.0  # Locust's --run-time in seconds (0: none)
 
     @classmethod
     def from_options(cls, options: Any) -> Settings:
@@ -259,12 +339,13 @@ class Settings:
             _float(get("slo_tpot_ms")) or None,
             _float(get("slo_e2e_ms")) or None,
         )
-        timeouts = Timeouts(
-            connect=_float(get("connect_timeout"), _DEFAULTS.connect),
-            first_byte=_float(get("first_byte_timeout"), _DEFAULTS.first_byte),
-            idle=_float(get("idle_timeout"), _DEFAULTS.idle),
-            total=_float(get("total_timeout"), _DEFAULTS.total),
-        )
+        timeouts = timeouts_of(options)
+        raw_headers = list(get("header") or [])
+        if os.environ.get(HEADERS_ENV):
+            raw_headers += json.loads(os.environ[HEADERS_ENV])
+        extra = json.loads(get("extra_body")) if get("extra_body") else {}
+        if not isinstance(extra, dict):
+            raise ValueError("--extra-body must be a JSON object")
         return cls(
             api=api,
             model=str(get("model") or DEFAULT_MODEL),
@@ -284,12 +365,27 @@ class Settings:
             interrupt_after=max(1, _int(get("interrupt_after"), 5)),
             start_jitter=max(0.0, _float(get("start_jitter"), 1.0)),
             requests_per_user=_int(get("requests_per_user")),
-            summary_json=str(get("summary_json") or DEFAULT_SUMMARY),
+            summary_json=str(get("summary_json") or ""),
+            anthropic_auth=str(get("anthropic_auth") or "x-api-key"),
+            auth_header=str(get("auth_header") or "") or None,
+            headers=tuple(parse_header(h) for h in raw_headers),
+            extra_body=extra,
+            run_time=parse_duration(str(get("run_time"))) if get("run_time") else 0.0,
         )
 
     def key_for(self, api: str) -> str | None:
         """The key for one API (a ``mixed`` run may use one of each)."""
         return self.keys.get(api)
+
+    def request_headers(self, api: str) -> dict[str, str]:
+        """Every header of one API's request but host, length and framing."""
+        return request_headers(
+            api,
+            self.key_for(api),
+            anthropic_auth=self.anthropic_auth,
+            auth_header=self.auth_header,
+            extra=self.headers,
+        )
 
 
 def print_options() -> None:

@@ -29,7 +29,8 @@ from locust import events
 from locust.runners import STATE_RUNNING, WORKER_REPORT_INTERVAL, MasterRunner, WorkerRunner
 
 from ..redact import redact
-from .args import Settings, add_locust_arguments
+from ..server.endpoint import DEFAULT_API_KEY
+from .args import Settings, add_locust_arguments, run_folder
 from .metrics import Aggregate, LagHistogram, RequestMetrics, percentiles
 from .summary import CPU_WARN_PERCENT, LAG_WARN_MS, RecordWriter, build_summary, write_outputs
 
@@ -44,6 +45,8 @@ LIVE_ITL_MAX: Final = 20_000
 SERIES_MAX: Final = 3600
 GC_THRESHOLDS: Final = (50_000, 20, 1000)
 CSV_SETTLE_S: Final = 1.5
+FAIL_FAST_S: Final = 3.0  # a run whose requests all failed this long ...
+FAIL_FAST_MIN: Final = 8  # ... and this many times ends (exit status 2)
 _pc = time.perf_counter_ns
 _current: Runtime | None = None
 
@@ -92,10 +95,12 @@ class Collector:
         self.live_itl: deque[tuple[float, float]] = deque(maxlen=LIVE_ITL_MAX)
         self.live = False
         self.series: deque[dict[str, Any]] = deque(maxlen=SERIES_MAX)
+        self.first_failure: str | None = None  # what the first failed request said
 
-    def begin(self, settings: Settings) -> None:
+    def begin(self, settings: Settings, summary_path: Path) -> None:
         self.pending = []
         self.dropped = 0
+        self.first_failure: str | None = None
         self.lag = LagHistogram()
         self.worker_cpu = {}
         self.live_ttft.clear()
@@ -105,7 +110,7 @@ class Collector:
             self.agg = Aggregate(slo=settings.slo)
             if self.writer is not None:
                 self.writer.close()
-            self.writer = RecordWriter(Path(settings.summary_json).parent / "requests.jsonl")
+            self.writer = RecordWriter(summary_path.parent / "requests.jsonl")
 
     def add(self, rec: dict[str, Any], lag_ns: list[int] | None) -> RequestMetrics | None:
         """Take one request; its metrics when this process computed them (aggregating)."""
@@ -123,6 +128,8 @@ class Collector:
 
     def _take(self, rec: dict[str, Any]) -> RequestMetrics | None:
         m = self.agg.add(rec)
+        if self.first_failure is None and not rec.get("ok") and not rec.get("aborted"):
+            self.first_failure = f"{rec.get('error')}: {rec.get('detail') or ''}".strip(": ")
         if self.writer is not None:
             self.writer.write(rec, m)
         if self.live and m is not None:
@@ -211,7 +218,12 @@ class Runtime:
         self.users_max = 0
         self.saw_users = False
         self.warned: set[str] = set()
-        self.ending = False
+        self.ending = False  # this plugin ends the run (--requests-per-user, or failing fast)
+        self.stopped: str | None = None  # why the run ended early (every request failed)
+        self.interrupted = False  # stopped (Ctrl-C, SIGTERM) before its --run-time was over
+        self.started_at = 0.0
+        self.stopped_at = None
+        self.summary_path = Path(self.settings.summary_json or "summary.json")
         self._process = psutil.Process()
         self._process.cpu_percent(None)
         self._monitor: gevent.Greenlet | None = None
@@ -228,12 +240,19 @@ class Runtime:
         """``test_start``: settings from the (possibly master-sent) options, a fresh run."""
         options = self.env.parsed_options
         self.settings = Settings.from_options(options)
+        keyless = options is not None and not any(self.settings.keys.values())
+        if self.role != "worker" and keyless and _is_reference_server(self.env.host or ""):
+            # the built-in server (streamproof serve) and no key given: its own key
+            options.api_key = DEFAULT_API_KEY
+            self.settings = Settings.from_options(options)
         if self._pending_write is not None:  # the previous run's late summary write
             self._pending_write.kill(block=False)
             self._pending_write = None
         if self.role == "master" and options is not None:
             setattr(options, _WORKERS_OPTION, max(1, self.env.runner.worker_count))
-        self.collector.begin(self.settings)
+        given = self.settings.summary_json
+        self.summary_path = Path(given) if given else run_folder() / "summary.json"
+        self.collector.begin(self.settings, self.summary_path)
         self.arrivals = None
         if self.settings.arrival_rate > 0 and self.role != "master":
             workers = 1
@@ -250,6 +269,10 @@ class Runtime:
         self.saw_users = False
         self.warned.clear()
         self.ending = False
+        self.stopped = None
+        self.interrupted = False
+        self.started_at = time.monotonic()
+        self.stopped_at: float | None = None
         if self._monitor is None or self._monitor.dead:
             self._monitor = gevent.spawn(self._watch)
 
@@ -278,6 +301,10 @@ class Runtime:
         are in; the final write happens again when Locust quits)."""
         if self.role == "worker":
             return
+        run_time = self.settings.run_time
+        self.stopped_at = time.monotonic()
+        elapsed = self.stopped_at - self.started_at
+        self.interrupted = bool(run_time) and not self.ending and elapsed < run_time - 1.0
         if self.role == "master":
             self._pending_write = gevent.spawn_later(
                 WORKER_REPORT_INTERVAL + 1.0, self.write_summary
@@ -311,11 +338,14 @@ class Runtime:
             host=self.env.host or "",
             users=users,
             cpu_max=self.cpu_worst(),
+            run_s=(self.stopped_at or time.monotonic()) - self.started_at,
+            interrupted=self.interrupted,
+            stopped=self.stopped,
         )
 
     def write_summary(self) -> dict[str, Any]:
         summary = self.summary()
-        path = Path(self.settings.summary_json)
+        path = self.summary_path
         write_outputs(path, summary, self.collector.agg)
         if self.collector.writer is not None:
             self.collector.writer.flush()
@@ -378,6 +408,8 @@ class Runtime:
                     f"client lateness p99 is {lag:.1f} ms (> {LAG_WARN_MS:g} ms): TTFT and "
                     "ITL include the load generator's own delay",
                 )
+        if runner.state == STATE_RUNNING and not self.ending:
+            self._fail_fast(runner)
         if (
             self.settings.requests_per_user
             and (self.saw_users or (getattr(runner, "target_user_count", 0) or 0) > 0)
@@ -391,6 +423,41 @@ class Runtime:
             headless = bool(options is not None and getattr(options, "headless", False))
             # Locust writes --csv once a second and not at exit: let it catch the last ones
             gevent.spawn_later(CSV_SETTLE_S, runner.quit if headless else runner.stop)
+
+    def _fail_fast(self, runner: Any) -> None:
+        """End a run in which every request so far failed (a dead host, a refused key, a
+        wrong path): after FAIL_FAST_S and FAIL_FAST_MIN requests, not one completed.
+        Exit status 2, and the summary says why (``stopped``)."""
+        agg = self.collector.agg
+        if agg.completed or agg.total - agg.aborted < FAIL_FAST_MIN:
+            return
+        if time.monotonic() - self.started_at < FAIL_FAST_S:
+            return
+        kinds = ", ".join(f"{k} x{n}" for k, n in sorted(agg.by_error.items()))
+        self.stopped = redact(
+            f"every request failed ({kinds}); the first said: {self.collector.first_failure}"
+        )[:500]
+        self.ending = True
+        self.env.process_exit_code = 2
+        log.error("streamproof: stopping the run: %s", self.stopped)
+        options = self.env.parsed_options
+        headless = bool(options is not None and getattr(options, "headless", False))
+        gevent.spawn_later(CSV_SETTLE_S, runner.quit if headless else runner.stop)
+
+
+def _is_reference_server(host: str) -> bool:
+    """Whether ``host`` is streamproof's reference server (``server: streamproof`` on its
+    GET /models answer); a quick look, bounded by 2 s."""
+    if not host.startswith(("http://", "https://")):
+        return False
+    import httpx
+
+    try:
+        with httpx.Client(trust_env=False, verify=False, timeout=2.0) as client:
+            answer = client.get(host.rstrip("/") + "/models")
+    except httpx.HTTPError:
+        return False
+    return answer.headers.get("server", "") == "streamproof"
 
 
 def select_user_classes(environment: Any, api: str, interrupt_users: int) -> None:
@@ -472,7 +539,7 @@ def _on_worker_report(client_id: str, data: dict[str, Any], **_kw: Any) -> None:
 def _on_reset_stats(**_kw: Any) -> None:
     rt = _current
     if rt is not None:
-        rt.collector.begin(rt.settings)
+        rt.collector.begin(rt.settings, rt.summary_path)
 
 
 @events.quit.add_listener

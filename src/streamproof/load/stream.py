@@ -58,11 +58,12 @@ from urllib.parse import urlsplit
 import httptools
 
 from ..capture import Timeouts, tls_context
+from ..endpoints import API_PATHS
 from ..findings import Finding, at_api_level
 from ..redact import redact
 from ..sse import DEFAULT_MAX_EVENT_BYTES, Event, SSEDecoder
 from ..validators.base import StreamValidator, check_http
-from .apis import PATHS, StreamTracker
+from .apis import StreamTracker
 
 __all__ = ["STAMP_HEADER", "StreamClient", "StreamResult"]
 
@@ -593,7 +594,7 @@ class StreamClient:
                 sock.close()
 
     def path(self, api: str) -> str:
-        return self.prefix + PATHS[api]
+        return self.prefix + API_PATHS[api]
 
     def _alive(self) -> bool:
         """Whether the idle keep-alive connection is still open: nothing to read on it (a

@@ -28,8 +28,12 @@ __all__ = [
 SUMMARY_KEYS: Final = (
     "api",
     "host",
+    "embedded",
     "users",
+    "run_s",
     "duration_s",
+    "interrupted",
+    "stopped",
     "requests",
     "ttfb_ms",
     "ttft_ms",
@@ -78,15 +82,25 @@ def build_summary(
     host: str,
     users: int,
     cpu_max: float | None = None,
+    run_s: float | None = None,
+    interrupted: bool = False,
+    stopped: str | None = None,
 ) -> dict[str, Any]:
+    """The summary. ``run_s``: the run's wall time (start to stop); ``duration_s``: the
+    window the requests spanned (first send to last end), which the rates are over;
+    ``interrupted``: stopped before its planned end; ``stopped``: why the run ended early."""
     lag = agg.lag.summary()
     if lag is not None:
         lag = {**lag, "warning": lag_warning(lag, cpu_max)}
     out: dict[str, Any] = {
         "api": api,
         "host": redact(host or ""),
+        "embedded": False,  # streamproof load sets it: against a built-in server of its own
         "users": users,
+        "run_s": None if run_s is None else round(run_s, 3),
         "duration_s": round(agg.window_s, 3),
+        "interrupted": interrupted,
+        "stopped": redact(stopped) if stopped else None,
         "requests": {
             "total": agg.total,
             "completed": agg.completed,
@@ -172,9 +186,12 @@ def _fmt(value: Any) -> str:
 def format_table(summary: dict[str, Any]) -> str:
     """The summary as a short plain-text table (``streamproof load``)."""
     req = summary["requests"]
+    run_s = summary.get("run_s")
+    took = f"{run_s:.1f} s run, " if run_s is not None else ""
     lines = [
         f"streamproof load: {summary['api']} at {summary['host']}, {summary['users']} user(s), "
-        f"{summary['duration_s']:.1f} s",
+        f"{took}requests over {summary['duration_s']:.1f} s"
+        + (" — INTERRUPTED before its end" if summary.get("interrupted") else ""),
         f"requests: {req['total']} sent, {req['completed']} completed, {req['failed']} failed"
         + (
             f" ({', '.join(f'{k}: {v}' for k, v in req['by_error'].items())})"

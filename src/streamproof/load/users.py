@@ -1,6 +1,9 @@
 """Locust users that stream: an abstract :class:`StreamingUser` holds the client and reports
-every request to Locust itself (``events.request``), so the web UI table, ``--csv``,
-``--html`` and the master/worker merge carry the streaming metrics as ordinary rows:
+every request to Locust itself, so the web UI table, ``--csv``, ``--html`` and the
+master/worker merge carry the streaming metrics as rows. Locust's totals — request count,
+RPS, failures, the Charts tab — count streams: one ``E2E`` (or ``ABORT``) sample per request,
+through ``events.request``; the metric rows are logged into their own entries only
+(:func:`log_samples`), visible in the table without inflating the totals:
 
 ==============  ===============================================================================
 row (name)      one sample per ...
@@ -9,9 +12,7 @@ row (name)      one sample per ...
 ``TTFT``        completed request: first content event − send
 ``TTFO``        completed request: first non-reasoning content event − send
 ``TPOT``        completed request with N ≥ 2: (last − first content) / (N − 1)
-``ITL``         gap between two content events (a chunk of k tokens is one gap); logged
-                straight into the statistics, not through ``events.request`` (see
-                :func:`log_samples`)
+``ITL``         gap between two content events (a chunk of k tokens is one gap)
 ``E2E``         request: last event − send; its *size* column is the output token count N;
                 failures (non-2xx, transport, timeouts, ``stream.error``, MUST violations)
                 are reported on this row, named by kind (``protocol: openai.done``). A
@@ -41,7 +42,7 @@ from locust import User, constant, task
 from locust.exception import StopUser
 
 from ..engine import validator_for
-from .apis import APIS, build_request, request_headers, tracker_for
+from .apis import APIS, build_request, tracker_for
 from .metrics import RequestMetrics, request_metrics
 from .plugin import runtime
 from .prompts import PromptSource, load_prompts
@@ -51,37 +52,40 @@ __all__ = ["InterruptingStreamingUser", "StreamFailure", "StreamingUser", "log_s
 
 _pc = time.perf_counter_ns
 _user_numbers = itertools.count()
+BACKOFF_FIRST_S = 0.05
+BACKOFF_MAX_S = 2.0
 
 
 def log_samples(
     stats: locust.stats.RequestStats, method: str, name: str, samples: Sequence[float]
 ) -> None:
-    """What ``stats.log_request(method, name, x, 0)`` does for each x, in one pass.
+    """What ``stats.get(name, method).log(x, 0)`` does for each x, in one pass: a metric
+    row's samples in its own entry, not in Locust's totals (which count streams).
 
-    Why: an ITL sample per content event through ``events.request.fire`` cost 3 µs each, a
-    tenth of the worker's whole budget per event. The first sample goes through Locust's own
-    ``log_request`` (timestamps, the response-time cache); the rest add to the same counters
-    Locust serialises between workers and master (``StatsEntry.serialize``), bucketed by
-    Locust's replaceable ``bucket_response_time``. ``tests/test_load_metrics.py`` checks the
-    result equals per-sample logging.
+    Why in one pass: an ITL sample per content event through ``events.request.fire`` cost
+    3 µs each, a tenth of the worker's whole budget per event. The first sample goes through
+    Locust's own ``StatsEntry.log`` (timestamps, the response-time cache); the rest add to
+    the same counters Locust serialises between workers and master
+    (``StatsEntry.serialize``), bucketed by Locust's replaceable ``bucket_response_time``.
+    ``tests/test_load_metrics.py`` checks the result equals per-sample logging.
     """
     if not samples:
         return
-    stats.log_request(method, name, samples[0], 0)
+    entry = stats.get(name, method)
+    entry.log(samples[0], 0)
     rest = samples[1:]
     if not rest:
         return
     n, total, low, high = len(rest), sum(rest), min(rest), max(rest)
     buckets = Counter(map(locust.stats.bucket_response_time, rest))
-    for entry in (stats.total, stats.get(name, method)):
-        entry.num_requests += n
-        entry.num_reqs_per_sec[int(entry.last_request_timestamp)] += n
-        entry.total_response_time += total
-        entry.min_response_time = min(entry.min_response_time, low)
-        entry.max_response_time = max(entry.max_response_time, high)
-        times = entry.response_times
-        for key, count in buckets.items():
-            times[key] += count
+    entry.num_requests += n
+    entry.num_reqs_per_sec[int(entry.last_request_timestamp)] += n
+    entry.total_response_time += total
+    entry.min_response_time = min(entry.min_response_time, low)
+    entry.max_response_time = max(entry.max_response_time, high)
+    times = entry.response_times
+    for key, count in buckets.items():
+        times[key] += count
 
 
 class StreamFailure(Exception):
@@ -103,6 +107,7 @@ class StreamingUser(User):
         self.number = next(_user_numbers)
         self.client: StreamClient | None = None
         self.sent = 0
+        self._failures = 0  # consecutive requests without an answer (back-off)
         self._apis = itertools.cycle(APIS)
 
     def on_start(self) -> None:
@@ -140,6 +145,7 @@ class StreamingUser(User):
         body = build_request(
             api, s.model, self.prompts.pick(), s.max_tokens, include_usage=s.include_usage
         )
+        body.update(s.extra_body)
         t_sched = None
         if rt.arrivals is not None:
             t_sched = rt.arrivals.take()
@@ -151,7 +157,7 @@ class StreamingUser(User):
         result = self.client.stream(
             api,
             orjson.dumps(body),
-            request_headers(api, s.key_for(api)),
+            s.request_headers(api),
             tracker_for(api),
             validator=validator,
             abort_after=s.interrupt_after if self.interrupt else None,
@@ -160,31 +166,30 @@ class StreamingUser(User):
         rec = result.record(wall, t_sched)
         rec["worker"] = rt.worker_index
         self._report(rec, rt.collector.add(rec, result.lag_ns))
+        self._back_off(rec["completed"] or rec["aborted"])
+
+    def _back_off(self, answered: bool) -> None:
+        """A user whose requests keep failing waits before the next one, doubling from
+        BACKOFF_FIRST_S to BACKOFF_MAX_S (a dead host is not hammered); an answer resets it.
+        A stream that broke a rule was answered: no wait."""
+        if answered:
+            self._failures = 0
+            return
+        self._failures += 1
+        gevent.sleep(min(BACKOFF_MAX_S, BACKOFF_FIRST_S * 2 ** (self._failures - 1)))
 
     def _report(self, rec: dict[str, Any], m: RequestMetrics | None) -> None:
-        """The request as rows of Locust's statistics (``m``: its metrics, if already known)."""
+        """The request as rows of Locust's statistics (``m``: its metrics, if already known):
+        one stream in the totals (``E2E`` or ``ABORT``), its metrics in their own rows."""
         fire = self.environment.events.request.fire
+        stats = self.environment.stats
         kind = f"{rec['api']}-interrupt" if self.interrupt else rec["api"]
         if rec["sched_us"] is not None:
-            fire(
-                request_type=kind,
-                name="SCHED_LAG",
-                response_time=rec["sched_us"] / 1000,
-                response_length=0,
-                exception=None,
-                context={},
-            )
+            stats.get("SCHED_LAG", kind).log(rec["sched_us"] / 1000, 0)
         if rec["aborted"]:
             content = rec["content_us"]
             if content:
-                fire(
-                    request_type=kind,
-                    name="TTFT",
-                    response_time=content[0] / 1000,
-                    response_length=0,
-                    exception=None,
-                    context={},
-                )
+                stats.get("TTFT", kind).log(content[0] / 1000, 0)
             fire(
                 request_type=kind,
                 name="ABORT",
@@ -208,15 +213,8 @@ class StreamingUser(User):
             m = request_metrics(rec)
         for name, value in (("TTFB", m.ttfb), ("TTFT", m.ttft), ("TTFO", m.ttfo), ("TPOT", m.tpot)):
             if value is not None:
-                fire(
-                    request_type=kind,
-                    name=name,
-                    response_time=value,
-                    response_length=0,
-                    exception=None,
-                    context={},
-                )
-        log_samples(self.environment.stats, kind, "ITL", m.itl)
+                stats.get(name, kind).log(value, 0)
+        log_samples(stats, kind, "ITL", m.itl)
         failure = None
         if not rec["ok"]:  # completed, but broke a MUST rule: its figures count all the same
             must = [rule for rule, level in rec["violations"].items() if level == "MUST"]

@@ -42,6 +42,7 @@ STATIC: Final = Path(__file__).resolve().parent / "static"
 PAGE: Final = "/streamproof/"
 _TAB: Final = "streamproof"
 LIVE_SAMPLE: Final = 20_000
+_LINK_SCRIPT: Final = '<script src="./streamproof/static/tab-link.js"></script>'
 
 
 def _sample(values: list[float]) -> list[float]:
@@ -172,6 +173,12 @@ def install(environment: Any, rt: Runtime) -> None:
             body = response.get_json()
             body["extended_stats"] = [{"key": _TAB, "data": _table(rt)}]
             response.set_data(redact(json.dumps(body)))
+        elif response.mimetype == "text/html" and not request.path.startswith(PAGE):
+            # Locust's page: the tab's "live charts" row becomes a link (tables are text)
+            page = response.get_data(as_text=True)
+            if "</body>" in page and _LINK_SCRIPT not in page:
+                response.direct_passthrough = False
+                response.set_data(page.replace("</body>", f"{_LINK_SCRIPT}</body>", 1))
         return response
 
     @app.before_request

@@ -33,6 +33,7 @@ from .. import __version__
 from ..engine import RuleOutcome, ScenarioResult
 from ..redact import redact
 from ..rules import LEVELS, Rule, catalogue
+from ..scenarios import SCENARIOS
 from .evidence import headers_text, reproduce, source_url
 
 __all__ = [
@@ -76,7 +77,6 @@ def _now() -> datetime:
 class _Entry:
     rule: Rule
     scenarios: list[dict[str, Any]] = field(default_factory=list)
-    first: dict[str, Any] | None = None  # the scenario record of the strongest finding
 
 
 class ComplianceLog:
@@ -104,6 +104,39 @@ class ComplianceLog:
         self.setup: dict[str, str] = {}  # what the suite concluded about the endpoint's setup
         self.started = _now()
         self.error: str | None = None
+        self.interrupted = False  # the run was stopped before its end (Ctrl-C, SIGTERM)
+
+    def export(self) -> dict[str, Any]:
+        r"""What this log collected, as plain data (an xdist worker sends it to the
+        controller, which :meth:`merge`\ s every worker's)."""
+        return {
+            "rules": list(self._entries),
+            "checks": {k: e.scenarios for k, e in self._entries.items()},
+            "scenarios": self._scenarios,
+            "setup": self.setup,
+            "error": self.error,
+        }
+
+    def merge(self, data: Mapping[str, Any], first: bool) -> None:
+        """Add a worker's :meth:`export` (``first``: the first one; its rules are the
+        run's, since every worker collects every item)."""
+        if first:
+            self.restrict(data["rules"])
+        for rule_id, records in data["checks"].items():
+            entry = self._entries.get(rule_id)
+            if entry is None:
+                entry = self._entries[rule_id] = _Entry(catalogue()[rule_id])
+            entry.scenarios.extend(records)
+        self._scenarios.update(data["scenarios"])
+        for key, text in data["setup"].items():
+            if key not in self.setup or text.startswith("not checked"):
+                self.setup[key] = text
+        self.error = self.error or data["error"]
+
+    def restrict(self, rules: Iterable[str]) -> None:
+        """Report only these rules (those a run checks: ``-k`` deselected the others)."""
+        keep = set(rules)
+        self._entries = {k: v for k, v in self._entries.items() if k in keep}
 
     def final_outcome(self, rule_id: str, result: RuleOutcome) -> str:
         """``waived`` for a waived rule's fail or warn, else the outcome as it is."""
@@ -128,10 +161,6 @@ class ComplianceLog:
             "excerpt": (excerpt or result.excerpt or None) if result.finding else None,
         }
         entry.scenarios.append(record)
-        if result.finding is not None and (
-            entry.first is None or _RANK[final] > _RANK[entry.first["outcome"]]
-        ):
-            entry.first = record
         return final
 
     def add_scenario(self, result: ScenarioResult) -> None:
@@ -176,6 +205,8 @@ class ComplianceLog:
         strict = bool(options.get("strict"))
         if self.error:
             verdict = "error"
+        elif self.interrupted:
+            verdict = "interrupted"
         elif summary["must_failed"] or (strict and summary["should_warned"]):
             verdict = "fail"
         else:
@@ -197,14 +228,21 @@ class ComplianceLog:
             "setup": dict(self.setup),
             "summary": summary,
             "rules": rules,
-            "scenarios": list(self._scenarios.values()),
+            "scenarios": sorted(
+                self._scenarios.values(),
+                key=lambda s: _SCENARIO_ORDER.get(s["id"], len(_SCENARIO_ORDER)),
+            ),
             "load": None,
         }
         return redact_deep(report)
 
     def _rule(self, entry: _Entry) -> dict[str, Any]:
+        entry.scenarios.sort(key=lambda s: _SCENARIO_ORDER.get(s["scenario"], len(_SCENARIO_ORDER)))
         outcome = aggregate(s["outcome"] for s in entry.scenarios)
-        first = entry.first or {}
+        # the strongest finding speaks; of equals, the first scenario's (whatever the order
+        # the checks ran in: a run spread over workers reports what a serial one does)
+        found = [s for s in entry.scenarios if s["message"] and s["outcome"] != "skip"]
+        first = max(found, key=lambda s: _RANK[s["outcome"]], default={})
         reason = self.waivers.get(entry.rule.id)
         return {
             **entry.rule.as_dict(),
@@ -226,6 +264,7 @@ class ComplianceLog:
         return report
 
 
+_SCENARIO_ORDER = {s.id: i for i, s in enumerate(SCENARIOS)}
 # accepted rule -> (setup key, its line when the endpoint refused, when it served)
 _SETUP = {
     "http.auth-required": (

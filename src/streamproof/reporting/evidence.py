@@ -12,7 +12,7 @@ from typing import Any
 
 from ..capture import Capture
 from ..findings import excerpt
-from ..redact import CREDENTIAL_HEADERS, mask_headers, redact
+from ..redact import is_secret_name, mask_headers, redact
 from ..rules import Rule
 
 __all__ = [
@@ -147,7 +147,7 @@ def reproduce(cap: Capture, auth: str = "key") -> str:
     parts = ["curl", "-sN", "-X", cap.method, shlex.quote(redact(cap.url))]
     for name, value in cap.request_headers:
         lower = name.lower()
-        if lower in CREDENTIAL_HEADERS:
+        if is_secret_name(lower):
             secret = "sk-invalid" if auth == "bad" else "$STREAMPROOF_API_KEY"
             value = f"Bearer {secret}" if lower == "authorization" else secret
             parts += ["-H", f'"{name}: {value}"']

@@ -54,7 +54,7 @@ white-space:pre-wrap;word-break:break-all;margin:6px 0}
 a{color:#1d4ed8}
 .verdict{display:flex;gap:20px;align-items:center;padding:22px 32px;color:#fff}
 .verdict.v-pass{background:var(--pass)}.verdict.v-fail{background:var(--fail)}
-.verdict.v-error{background:#374151}
+.verdict.v-error{background:#374151}.verdict.v-interrupted{background:#6b7280}
 .verdict .badge{font-size:34px;font-weight:800;letter-spacing:.04em;white-space:nowrap}
 .verdict h1{margin:0;font-size:20px}.verdict p{margin:4px 0 0;opacity:.92}
 .tiles{display:flex;flex-wrap:wrap;gap:12px;margin-top:20px}
@@ -148,6 +148,8 @@ def _header(report: Mapping[str, Any]) -> str:
         line = f"{s['must_failed']} MUST rule(s) failed"
         if s["should_warned"] and report.get("options", {}).get("strict"):
             line += f", {s['should_warned']} SHOULD rule(s) warned (--strict)"
+    elif verdict == "interrupted":
+        line = "Interrupted before its end: nothing below speaks for what was not checked"
     else:
         line = report.get("error") or "The run did not complete"
     run = report.get("run") or {}

@@ -11,12 +11,22 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-__all__ = ["LATENCY_METRICS", "LoadData", "load_section", "read_load", "violations_of"]
+__all__ = [
+    "LATENCY_METRICS",
+    "LoadData",
+    "find_load_dir",
+    "load_section",
+    "read_load",
+    "same_target",
+    "violations_of",
+]
 
 LATENCY_METRICS = ("ttfb", "ttft", "ttfo", "tpot", "itl", "e2e")
 MAX_RECORDS = 200_000  # enough for any chart; a bigger file is sampled by its first lines
@@ -126,6 +136,40 @@ def _add_record(data: LoadData, rec: Mapping[str, Any], buckets: dict[int, float
         for us in content:
             second = math.floor(wall + us / 1e6)
             buckets[second] = buckets.get(second, 0.0) + share
+
+
+def find_load_dir(base: Path) -> Path | None:
+    """The load run to merge: ``base`` itself when it holds a ``summary.json`` (the load run
+    of ``streamproof run``), else its newest ``run-*`` folder that holds one."""
+    if (base / "summary.json").is_file():
+        return base
+    runs = sorted(
+        (p for p in base.glob("run-*") if (p / "summary.json").is_file()),
+        key=lambda p: (p / "summary.json").stat().st_mtime,
+    )
+    return runs[-1] if runs else None
+
+
+_SELECTION = re.compile(r"^/(?:(?:fault|timing)/[^/]*/|stamps/)*")
+
+
+def _root(url: str) -> str:
+    """An API root without the built-in server's selection prefixes (faults, timing)."""
+    parts = urlsplit(url.strip())
+    path = _SELECTION.sub("/", parts.path).rstrip("/")
+    return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def same_target(report: Mapping[str, Any], summary: Mapping[str, Any]) -> str | None:
+    """None when the load run ran against the suite's endpoint (both against a built-in
+    server counts), else why not, in words."""
+    target = report.get("target") or {}
+    if target.get("embedded") and summary.get("embedded"):
+        return None
+    suite, load = str(target.get("base_url") or ""), str(summary.get("host") or "")
+    if suite and load and _root(suite) == _root(load):
+        return None
+    return f"it ran against {load or 'an unknown host'}, the suite against {suite or '?'}"
 
 
 def violations_of(summary: Mapping[str, Any]) -> list[tuple[str, str, int]]:

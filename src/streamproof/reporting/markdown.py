@@ -17,7 +17,12 @@ from .load import violations_of
 
 __all__ = ["VERDICT_LABELS", "render_markdown", "short_message"]
 
-VERDICT_LABELS = {"pass": "✅ PASS", "fail": "❌ FAIL", "error": "🛑 ERROR"}
+VERDICT_LABELS = {
+    "pass": "✅ PASS",
+    "fail": "❌ FAIL",
+    "error": "🛑 ERROR",
+    "interrupted": "⏹️ INTERRUPTED",
+}
 MAX_LINES = 25
 MAX_CHARS = 220
 _PREFIX = re.compile(r"^\[(MUST|SHOULD|INFO)\] \S+ in ")
@@ -115,6 +120,8 @@ def render_markdown(report: Mapping[str, Any]) -> str:
         "fail": f"{s['must_failed']} MUST rule(s) failed"
         + (f", {s['should_warned']} SHOULD warned (--strict)" if s["should_warned"] else ""),
         "error": report.get("error") or "the run did not complete",
+        "interrupted": "the run was interrupted before its end: what it checked is below, "
+        "the rest was not checked",
     }[verdict]
     if verdict == "fail" and not s["must_failed"]:
         headline = f"{s['should_warned']} SHOULD rule(s) warned (--strict)"

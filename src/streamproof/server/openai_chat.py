@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Final
 
 import orjson
@@ -116,6 +116,11 @@ def chat_completions(req: Request, ctx: Context) -> Reply:
 
 
 def list_models(req: Request, ctx: Context) -> Reply:
+    """The served models; for either API's client (Bearer or Anthropic's ``x-api-key``)."""
+    if req.headers.get("x-api-key") and "authorization" not in req.headers:
+        req = replace(
+            req, headers={**req.headers, "authorization": f"Bearer {req.headers['x-api-key']}"}
+        )
     try:
         _authorize(req, ctx)
     except RequestError as exc:

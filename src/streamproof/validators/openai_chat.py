@@ -1051,8 +1051,8 @@ class OpenAIChatValidator(StreamValidator):
                     if st.finish is None:
                         self.add(
                             "openai.finish-once",
-                            f"choice {st.index} never got a finish_reason",
-                            st.first_event,
+                            f"choice {st.index} never got a finish_reason (it began at event "
+                            f"{st.first_event}; the stream ended after event {self.events - 1})",
                         )
             elif self.n is None:
                 checked.add("openai.finish-once")

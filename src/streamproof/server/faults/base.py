@@ -39,7 +39,8 @@ class Fault:
     set. ``weaker``: those of ``rules`` that it trips at a weaker
     level than the catalogue's (a MUST rule's warning, e.g. a repeated ``type``).
     ``refuses_connect``: it works at the URL level — ``ReferenceServer.url_for`` points at a
-    port that refuses connections."""
+    port that refuses connections. ``setup``: the suite's setup check refuses the endpoint
+    before any rule is judged (a usage error); these are words of its one line."""
 
     name: str
     api: Literal["openai", "anthropic", "any"]
@@ -52,6 +53,7 @@ class Fault:
     frames: FrameEdit | None = None
     refuses_connect: bool = False
     weaker: tuple[str, ...] = ()
+    setup: str = ""
 
     def rules_for(self, api: str) -> tuple[str, ...]:
         """The rule ids it trips against ``api`` (``{api}`` filled in)."""

@@ -246,10 +246,10 @@ HOSTILE_FAULTS: Final = (
     Fault("gzip-lie", "any", ("transport.broken",), "plain",
           "Content-Encoding: gzip on a body that is not gzip (the plain event stream)",
           reply=_gzip_header),
-    Fault("html-200", "any", ("http.content-type", "openai.done", "openai.finish-once",
-          "sdk.openai-accumulate"), "plain",
+    Fault("html-200", "any", (), "plain",
           "the stream is answered 200 with an HTML page (a captive portal, a misrouted "
-          "proxy)", reply=_html(200, b"OK")),
+          "proxy): the setup check says it is no LLM API", reply=_html(200, b"OK"),
+          setup="(got 200 text/html)"),
     Fault("html-502", "any", ("http.status",), "plain",
           "the stream is answered 502 Bad Gateway with an nginx HTML page",
           reply=_html(502, b"Bad Gateway")),
@@ -266,6 +266,4 @@ HOSTILE_FAULTS: Final = (
 )  # fmt: skip
 # The rules a hostile fault trips against the Anthropic API where they are not its rules with
 # {api} filled in (its anthropic- copy is registered with these).
-ANTHROPIC_RULES: Final = {
-    "html-200": ("http.content-type", "anthropic.start-first", "sdk.anthropic-accumulate"),
-}
+ANTHROPIC_RULES: Final[dict[str, tuple[str, ...]]] = {}
