@@ -1,20 +1,26 @@
 """A longer fuzz campaign: the decoder, both validators, the body checks and check_capture.
 
 Runs the property tests' strategies (``tests/test_fuzz_robustness.py``) with many more
-examples, bounded by ``--minutes``, and reports the inputs tried, the crashes (an exception
-escaping a target, or the decoder disagreeing with itself across splits) and the peak
-memory (the process's maximum RSS).
+examples, bounded by ``--minutes``, on every core (``--workers``: one process each, each
+with its own seed), and reports the inputs tried, the crashes (an exception escaping a
+target, a validator check that raised — a tool error, kept in ``validator.crashes`` —, or
+the decoder disagreeing with itself across splits) and memory: every 20th input is traced,
+and its peak must stay under ``--input-bound`` MiB.
 Hypothesis drives generation and shrinks any crash to a minimal input, printed at the end.
 
     python benchmarks/fuzz_campaign.py --minutes 3
+    python benchmarks/fuzz_campaign.py --minutes 60 --workers 2 --json fuzz.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
+import subprocess
 import sys
+import tempfile
 import time
 import traceback
 import tracemalloc
@@ -86,6 +92,7 @@ def _target(name: str, deadline: float, counter: list[int]):
                 v = validator_for(api, request if isinstance(request, dict) else None)
                 v.feed(events)
                 v.finish(truncated=bool(len(body) % 2))
+                assert v.crashes == [], v.crashes
                 json.dumps(v.message(), default=str)
                 for f in v.findings:
                     str(f)
@@ -115,10 +122,38 @@ def _target(name: str, deadline: float, counter: list[int]):
                               response_headers=[("content-type", "text/event-stream")], body=body,
                               body_size=len(body), reads=[(len(body), 1)])  # fmt: skip
                 replay(cap)
-                for f in check_capture(api, cap, {"stream": True})[0]:
+                findings, _, v = check_capture(api, cap, {"stream": True})
+                assert v.crashes == [], v.crashes
+                for f in findings:
                     str(f)
 
     return run
+
+
+def fan_out(args: argparse.Namespace) -> int:
+    """One campaign process per worker, each with its own seed; their figures summed."""
+    with tempfile.TemporaryDirectory() as tmp:
+        procs = []
+        for k in range(args.workers):
+            out = Path(tmp) / f"{k}.json"
+            cmd = [sys.executable, __file__, "--workers", "1", "--minutes", str(args.minutes),
+                   "--examples", str(args.examples), "--seed", str(args.seed + k),
+                   "--input-bound", str(args.input_bound), "--json", str(out)]  # fmt: skip
+            procs.append((subprocess.Popen(cmd), out))
+        parts = []
+        for proc, out in procs:
+            proc.wait()
+            parts.append(json.loads(out.read_text()) if out.exists() else {"crashes": 1})
+    total = sum(p.get("inputs", 0) for p in parts)
+    crashes = sum(p.get("crashes", 0) for p in parts)
+    peak = max(p.get("sampled_input_peak_mib", 0.0) for p in parts)
+    figures = {"workers": args.workers, "inputs": total, "crashes": crashes,
+               "sampled_input_peak_mib": peak, "per_worker": parts}  # fmt: skip
+    print(f"all {args.workers} workers: {total:,} inputs, {crashes} crash(es), largest traced "
+          f"input peak {peak:.1f} MiB (bound {args.input_bound:g} MiB)")  # fmt: skip
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=1), encoding="utf-8")
+    return 1 if crashes or peak > args.input_bound else 0
 
 
 def main() -> int:
@@ -126,8 +161,14 @@ def main() -> int:
     ap.add_argument("--minutes", type=float, default=3.0, help="total time (default 3)")
     ap.add_argument("--examples", type=int, default=1_000_000, help="cap per target")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                    help="processes, one per core by default")  # fmt: skip
+    ap.add_argument("--input-bound", type=float, default=64.0,
+                    help="MiB one traced input may take at its peak (default 64)")  # fmt: skip
     ap.add_argument("--json", type=Path, help="write the figures here too")
     args = ap.parse_args()
+    if args.workers > 1:
+        return fan_out(args)
     per_target = args.minutes * 60 / len(TARGETS)
     figures: dict[str, object] = {"targets": {}}
     crashes: list[str] = []
@@ -175,7 +216,10 @@ def main() -> int:
         print("CRASH", crash, sep="\n")
     if args.json:
         args.json.write_text(json.dumps(figures, indent=1), encoding="utf-8")
-    return 1 if crashes else 0
+    over = _peak[0] / 2**20 > args.input_bound
+    if over:
+        print(f"MEMORY: one input peaked at {_peak[0] / 2**20:.1f} MiB > {args.input_bound:g}")
+    return 1 if crashes or over else 0
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 from streamproof.pytest_plugin import (  # noqa: F401  (pytest finds hooks by name)
     conformance,
     pytest_addoption,
+    pytest_collection_finish,
     pytest_collection_modifyitems,
     pytest_configure,
     pytest_configure_node,

@@ -164,6 +164,7 @@ def test_validators_never_raise(api: str, body: bytes, request) -> None:
     for i in range(0, len(events), 3):
         validator.feed(events[i : i + 3])
     validator.finish(truncated=bool(len(body) % 2))
+    assert validator.crashes == []  # a check that raised is a tool error, never a finding
     message = validator.message()
     json.dumps(message, default=str)
     for finding in validator.findings:
@@ -201,7 +202,8 @@ def test_check_capture_on_random_bytes(api: str, body: bytes) -> None:
                   response_headers=[("content-type", "text/event-stream")], body=body,
                   body_size=len(body), reads=[(len(body), 1)])  # fmt: skip
     replay(cap)
-    findings, checked, _ = check_capture(api, cap, {"stream": True})
+    findings, checked, validator = check_capture(api, cap, {"stream": True})
+    assert validator.crashes == []
     assert "sse.utf8" in checked
     for f in findings:
         str(f)
@@ -225,6 +227,7 @@ def test_deepest_and_largest_json_give_findings(api: str) -> None:
     validator = validator_for(api, {"stream": True})
     validator.feed(events)
     validator.finish()
+    assert validator.crashes == []
     assert validator.findings
     messages = " ".join(f.message for f in validator.findings)
     if api == "openai":

@@ -42,7 +42,7 @@ HOSTILE = {
     "endless": ("transport.total", "did not end within 4 s"),
     "huge-line": ("sse.max-event", "a line passed 16777216 bytes"),
     "invalid-utf8": ("sse.utf8", "UTF-8"),
-    "gzip-bomb": ("transport.broken", "gzip body inflated past 64 MiB"),
+    "gzip-bomb": ("transport.broken", "gzip body inflated past 16 MiB"),  # the event bound
     "gzip-lie": ("transport.broken", "Content-Encoding gzip but the body is not gzip"),
     "html-200": (None, "does not look like an"),  # the setup check: a usage error
     "html-502": ("http.status", "answered 502"),

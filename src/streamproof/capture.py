@@ -16,7 +16,8 @@ import os
 import ssl
 import time
 import zlib
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -32,13 +33,21 @@ from .findings import Finding, excerpt
 from .redact import mask_headers, redact, redact_bytes
 from .sse import DEFAULT_MAX_EVENT_BYTES, Event, SSEDecoder
 
-__all__ = ["Capture", "Timeouts", "exchange", "load_transcript", "replay", "tls_context"]
+__all__ = [
+    "Capture",
+    "EventKeeper",
+    "Timeouts",
+    "exchange",
+    "load_transcript",
+    "replay",
+    "tls_context",
+]
 
-DEFAULT_MAX_BODY_BYTES = 32 * 1024 * 1024  # kept for the report; decoding goes on past it
-DEFAULT_MAX_KEPT_EVENTS = 100_000  # kept for excerpts; validation sees every event
-# A compressed body is read until it inflates past this; then the exchange stops with a
-# transport.broken finding (a compression bomb). No LLM stream comes near it.
-DEFAULT_MAX_INFLATED_BYTES = 64 * 1024 * 1024
+# The body is kept up to this for the SDK replay (decoding and validation go on past it) and
+# cut to REPORT_BODY_BYTES once the scenario is judged (``Capture.slim``).
+DEFAULT_MAX_BODY_BYTES = 2 * 1024 * 1024
+REPORT_BODY_BYTES = 64 * 1024
+REPORT_EVENT_CHARS = 4096  # a kept event's data, for the transcript lines around a finding
 _INFLATE_STEP = 256 * 1024
 
 
@@ -58,6 +67,56 @@ def _tls_context(cafile: str | None, capath: str | None) -> ssl.SSLContext:
     import certifi
 
     return ssl.create_default_context(cafile=certifi.where())
+
+
+class EventKeeper:
+    """The events a report can show, in bounded memory however long the stream: the first
+    ``head``, the last ``tail``, and ``around`` events either side of each event a finding
+    names (:meth:`pin`, as the validator makes the finding; at most ``pins`` of them).
+    Validation sees every event; this only decides which ones stay for the transcript."""
+
+    __slots__ = ("_until", "around", "head", "head_max", "pinned", "pins", "tail")
+
+    def __init__(self, head: int = 200, tail: int = 50, around: int = 2, pins: int = 100) -> None:
+        self.head: list[Event] = []
+        self.head_max = head
+        self.tail: deque[Event] = deque(maxlen=tail)
+        self.pinned: dict[int, Event] = {}
+        self.around = around
+        self.pins = pins
+        self._until = -1  # every event up to this index stays (the ones after a pin)
+
+    def add(self, events: list[Event]) -> None:
+        room = self.head_max - len(self.head)
+        if room > 0:
+            self.head.extend(events[:room])
+            events = events[room:]
+            if not events:
+                return
+        if self._until >= events[0].index:
+            for ev in events:
+                if ev.index <= self._until:
+                    self.pinned[ev.index] = ev
+        self.tail.extend(events)
+
+    def pin(self, index: int) -> None:
+        """Keep the events around ``index`` (those still in the tail, and the next ones)."""
+        if index < len(self.head) or len(self.pinned) >= self.pins:
+            return
+        for ev in self.tail:
+            if abs(ev.index - index) <= self.around:
+                self.pinned[ev.index] = ev
+        self._until = max(self._until, index + self.around)
+
+    def events(self) -> list[Event]:
+        """The kept events in order, each a light copy (data cut for the report, no parse)."""
+        kept = {ev.index: ev for ev in (*self.head, *self.pinned.values(), *self.tail)}
+        return [_light(kept[i]) for i in sorted(kept)]
+
+
+def _light(ev: Event) -> Event:
+    data = ev.data if len(ev.data) <= REPORT_EVENT_CHARS else ev.data[:REPORT_EVENT_CHARS]
+    return Event(data, ev.name, ev.id, ev.retry, ev.index, ev.offset, ev.t, ev.comment)
 
 
 class InflateError(Exception):
@@ -86,8 +145,8 @@ class Capture:
     response_headers: list[tuple[str, str]] = field(default_factory=list)
     body: bytes = b""
     body_size: int = 0
-    reads: list[tuple[int, int]] = field(default_factory=list)  # (body end offset, t)
-    events: list[Event] = field(default_factory=list)  # the first ones (keep_events)
+    reads: list[tuple[int, int]] = field(default_factory=list)  # (end offset, t), kept body
+    events: list[Event] = field(default_factory=list)  # the kept ones (EventKeeper)
     events_total: int = 0  # all events decoded, kept or not
     findings: list[Finding] = field(default_factory=list)  # wire + transport
     comments: int = 0
@@ -95,6 +154,15 @@ class Capture:
     t_headers: int | None = None
     t_end: int = 0
     error: str | None = None
+
+    def slim(self) -> None:
+        """Keep only what the reports show: the body's first ``REPORT_BODY_BYTES`` and its
+        reads, the kept events as light copies (once a scenario is judged, a run holds every
+        scenario's capture until the reports are written)."""
+        if len(self.body) > REPORT_BODY_BYTES:
+            self.body = self.body[:REPORT_BODY_BYTES]
+            self.reads = [r for r in self.reads if r[0] <= REPORT_BODY_BYTES]
+        self.events = [_light(ev) for ev in self.events]
 
     def header(self, name: str) -> str | None:
         name = name.lower()
@@ -149,7 +217,7 @@ def _redacted_body(body: Any) -> Any:
 
 
 def _transport_finding(exc: Exception, cap: Capture, timeouts: Timeouts, now: int) -> Finding:
-    n = len(cap.events)
+    n = cap.events_total
     if cap.t_headers is None:
         after = "before the response headers"
     elif n == 0:
@@ -164,7 +232,7 @@ def _transport_finding(exc: Exception, cap: Capture, timeouts: Timeouts, now: in
         if cap.t_headers is None:
             return Finding(
                 "transport.first-byte",
-                f"no response headers within {timeouts.first_byte:g} s",
+                f"no response headers within {min(timeouts.first_byte, timeouts.total):g} s",
             )
         return Finding("transport.idle", f"no byte for {timeouts.idle:g} s {after}", n or None)
     if isinstance(exc, httpx.TimeoutException):
@@ -193,7 +261,7 @@ class _Inflater:
     becomes 64 MiB. Here each step yields at most ``_INFLATE_STEP`` bytes.
     """
 
-    def __init__(self, encoding: str, limit: int = DEFAULT_MAX_INFLATED_BYTES) -> None:
+    def __init__(self, encoding: str, limit: int) -> None:
         self._wbits = 47 if encoding == "gzip" else 15
         self._z = zlib.decompressobj(self._wbits)
         self.encoding = encoding
@@ -244,34 +312,42 @@ def exchange(
     decode_sse: bool = True,
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-    max_inflated_bytes: int = DEFAULT_MAX_INFLATED_BYTES,
-    keep_events: int = DEFAULT_MAX_KEPT_EVENTS,
+    max_inflated_bytes: int | None = None,
+    keeper: EventKeeper | None = None,
     on_events: Callable[[list[Event]], None] | None = None,
+    deadline: int | None = None,
 ) -> Capture:
     """Send one request and read the whole response within the time bounds.
 
     With ``decode_sse`` a 2xx body is decoded as an event stream whatever its content type
     (a wrong content type is a finding, not a reason to stop looking). ``body`` is sent as
     JSON, or as it is when it is bytes (a malformed body on purpose). ``on_events`` gets
-    each batch of events as it is decoded (validation as the bytes arrive); only the first
-    ``keep_events`` are kept in the capture, for excerpts, so a flood cannot grow memory.
+    each batch of events as it is decoded (validation as the bytes arrive); ``keeper``
+    decides which stay in the capture for the report, so a flood cannot grow memory.
+    ``deadline`` (``perf_counter_ns``): end the exchange there at the latest (a run's own
+    bound), even before ``timeouts.total``.
 
     Redirects are never followed: a 3xx is the answer (an ``http.status`` finding), so the
     credentials in ``headers`` only ever go to ``url``'s origin. A ``Content-Encoding``
-    body is inflated a bounded step at a time and at most ``max_inflated_bytes`` in all.
+    body is inflated a bounded step at a time and at most ``max_inflated_bytes`` in all
+    (default: the event-size bound, which no real stream's body comes near).
     """
+    keeper = keeper or EventKeeper()
+    if max_inflated_bytes is None:
+        max_inflated_bytes = max_event_bytes
     cap = Capture(method, url, mask_headers(headers), body)
     decoder = SSEDecoder(max_event_bytes)
     timeout = httpx.Timeout(
         connect=timeouts.connect,
-        read=timeouts.first_byte,
+        read=min(timeouts.first_byte, timeouts.total),
         write=timeouts.connect,
         pool=timeouts.connect,
     )
     payload = {"content": body} if isinstance(body, bytes) else {"json": body}
     request = client.build_request(method, url, headers=headers, timeout=timeout, **payload)
     cap.t_send = time.perf_counter_ns()
-    deadline = cap.t_send + int(timeouts.total * 1e9)
+    own = cap.t_send + int(timeouts.total * 1e9)
+    deadline = own if deadline is None else min(own, deadline)
     response: httpx.Response | None = None
     kept: list[bytes] = []
     try:
@@ -296,14 +372,12 @@ def exchange(
                 cap.body_size += len(data)
                 if cap.body_size <= max_body_bytes:
                     kept.append(data)
-                cap.reads.append((cap.body_size, t))
+                    cap.reads.append((cap.body_size, t))
                 if sse and not decoder.stopped:
                     events = decoder.feed(data, t)
                     if events:
                         cap.events_total += len(events)
-                        room = keep_events - len(cap.events)
-                        if room > 0:
-                            cap.events.extend(events[:room])
+                        keeper.add(events)
                         if on_events is not None:
                             on_events(events)
             if t > deadline:
@@ -313,12 +387,14 @@ def exchange(
     except httpx.TimeoutException as exc:
         now = time.perf_counter_ns()
         if str(exc) == "total" or now > deadline:
+            within = (deadline - cap.t_send) / 1e9
             cap.findings.append(
                 Finding(
                     "transport.total",
-                    f"the exchange did not end within {timeouts.total:g} s "
-                    f"({len(cap.events)} event(s), {cap.body_size} bytes so far)",
-                    len(cap.events) or None,
+                    f"the exchange did not end within {within:g} s "
+                    f"({cap.events_total} event(s), {cap.body_size} bytes so far)"
+                    + ("" if deadline == own else " (the run's own time bound)"),
+                    cap.events_total or None,
                 )
             )
         else:
@@ -332,6 +408,7 @@ def exchange(
             response.close()
         cap.t_end = time.perf_counter_ns()
         cap.body = b"".join(kept)
+        cap.events = keeper.events()
     if decode_sse and cap.status is not None and 200 <= cap.status < 300:
         if cap.error is None:
             decoder.finish()
@@ -340,14 +417,25 @@ def exchange(
     return cap
 
 
-def load_transcript(stem: Path) -> Capture:
-    """A capture saved by :meth:`Capture.save`, or a bare ``.sse`` body with no sidecar."""
+def load_transcript(
+    stem: Path,
+    *,
+    on_events: Callable[[list[Event]], None] | None = None,
+    keeper: EventKeeper | None = None,
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> Capture:
+    """A capture saved by :meth:`Capture.save`, or a bare ``.sse`` body with no sidecar,
+    decoded as it is read — cut at the recorded reads with their stamps, else in 1 MiB
+    pieces — so that a body of any size takes bounded memory: ``on_events`` sees every
+    event (validation), ``keeper`` decides which stay, the body is kept up to
+    ``max_body_bytes``."""
     body_path = stem.with_suffix(".sse") if stem.suffix != ".sse" else stem
     meta_path = body_path.with_suffix(".json")
-    body = body_path.read_bytes()
     meta: dict[str, Any] = {}
     if meta_path.exists():
         meta = json.loads(meta_path.read_text("utf-8"))
+    size = body_path.stat().st_size
     cap = Capture(
         meta.get("method", "POST"),
         meta.get("url", str(body_path)),
@@ -356,15 +444,50 @@ def load_transcript(stem: Path) -> Capture:
         status=meta.get("status", 200),
         response_headers=[tuple(p) for p in meta.get("response_headers", [])]
         or [("content-type", "text/event-stream")],
-        body=body,
-        body_size=len(body),
-        reads=[tuple(r) for r in meta.get("reads", [])] or [(len(body), 0)],
+        body_size=size,
         t_send=meta.get("t_send", 0),
         t_headers=meta.get("t_headers", 0),
         t_end=meta.get("t_end", 0),
         error=meta.get("error"),
     )
-    return replay(cap)
+    reads = [tuple(r) for r in meta.get("reads", [])]
+    keeper = keeper or EventKeeper()
+    decoder = SSEDecoder(max_event_bytes)
+    kept: list[bytes] = []
+    kept_bytes = 0
+    with body_path.open("rb") as fh:
+        for data, t in _pieces(fh, reads):
+            if kept_bytes < max_body_bytes:
+                piece = data[: max_body_bytes - kept_bytes]
+                kept.append(piece)
+                kept_bytes += len(piece)
+                cap.reads.append((kept_bytes, t))
+            events = decoder.feed(data, t)
+            if events:
+                cap.events_total += len(events)
+                keeper.add(events)
+                if on_events is not None:
+                    on_events(events)
+            if decoder.stopped:
+                break
+    decoder.finish()
+    cap.body = b"".join(kept)
+    cap.events = keeper.events()
+    cap.comments = decoder.comments
+    cap.findings[:0] = decoder.findings
+    return cap
+
+
+def _pieces(fh: Any, reads: list[tuple[int, int]]) -> Iterator[tuple[bytes, int]]:
+    """The body in the pieces it arrived in (recorded reads), the rest in 1 MiB pieces."""
+    start = 0
+    for end, t in reads:
+        if end > start:
+            yield fh.read(end - start), t
+            start = end
+    last = reads[-1][1] if reads else 0
+    while data := fh.read(1024 * 1024):
+        yield data, last
 
 
 def replay(cap: Capture, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Capture:
@@ -388,13 +511,11 @@ def replay(cap: Capture, max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> Capt
 
 
 def body_excerpt(cap: Capture, event: int | None, around: int = 2) -> str:
-    """The transcript lines around event ``event``, for a failure message."""
+    """The transcript lines around event ``event`` (those kept), for a failure message."""
     if event is None or not cap.events:
         return excerpt(cap.body[:400])
-    lo = max(0, event - around)
-    hi = min(len(cap.events), event + around + 1)
     lines = []
-    for ev in cap.events[lo:hi]:
+    for ev in (e for e in cap.events if abs(e.index - event) <= around):
         mark = ">" if ev.index == event else " "
         name = f"event: {ev.name} " if ev.name is not None else ""
         lines.append(f"{mark} #{ev.index} {name}data: {excerpt(ev.data, 160)}")

@@ -7,7 +7,8 @@ short load run (``--no-load`` to skip it), then every report into ``--report-dir
 with ``--alluredir``, passed on to pytest).
 
 Exit statuses of ``run`` and ``check``: 0 when every MUST rule passed, 1 when one failed (or,
-with ``--strict``, a SHOULD rule warned), 2 for a usage or setup mistake (one line saying what
+with ``--strict``, a SHOULD rule warned), 3 when streamproof itself failed (a check raised:
+the report's ``tool_errors``), 2 for a usage or setup mistake (one line saying what
 to fix), when the endpoint could not be reached or the run itself failed, 130 when it was
 interrupted (Ctrl-C, SIGTERM: the reports then say ``interrupted``). ``diff``: 1 when
 something regressed, 2 when a report cannot be read.
@@ -95,6 +96,10 @@ def _cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
     report = json.loads(report_path.read_text("utf-8")) if report_path.exists() else None
     if code == pytest.ExitCode.USAGE_ERROR:
         return 2  # pytest printed the one line that says what to fix
+    if report is not None and report.get("tool_errors"):
+        _print_table(report)
+        _err(f"streamproof: {report['error']}")
+        return 3
     if report is not None and report["verdict"] == "error" and code == 2:
         return 2  # pytest already printed the one line that says why
     if report is not None and report["verdict"] == "interrupted":
@@ -316,28 +321,28 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from .capture import load_transcript
-    from .engine import check_capture, infer_request
+    from .engine import check_file
 
     path = Path(args.file)
     if not path.exists():
         _err(f"streamproof: no such file: {path}")
         return 2
-    try:
-        cap = load_transcript(path)
-    except (OSError, ValueError) as exc:
-        _err(f"streamproof: cannot read the transcript {path}: {exc}")
-        return 2
-    request = cap.request_body if isinstance(cap.request_body, dict) else None
+    request = None
     if args.request:
         try:
             request = json.loads(Path(args.request).read_text("utf-8"))
         except (OSError, ValueError) as exc:
             _err(f"streamproof: cannot read --request {args.request}: {exc}")
             return 2
-    if request is None:
-        request = infer_request(args.api, cap.events)
-    findings, _, _ = check_capture(args.api, cap, request)
+    try:
+        findings, cap, crashes = check_file(args.api, path, request)
+    except (OSError, ValueError) as exc:
+        _err(f"streamproof: cannot read the transcript {path}: {exc}")
+        return 2
+    if crashes:
+        _err(f"streamproof: a bug in the tool, not the stream's finding (please report it):\n"
+             f"{crashes[0]}")  # fmt: skip
+        return 3
     for finding in findings:
         if args.json:
             out = {k: v for k, v in finding.as_dict().items() if k != "excerpt"}
@@ -346,7 +351,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
             print(finding)
     if not args.json:
         must = sum(f.level == "MUST" for f in findings)
-        print(f"{len(cap.events)} events, {len(findings)} finding(s), {must} MUST")
+        print(f"{cap.events_total} events, {len(findings)} finding(s), {must} MUST")
     return 1 if any(f.level == "MUST" for f in findings) else 0
 
 

@@ -9,21 +9,33 @@ rule. ``check_capture`` validates a capture (live or loaded from a transcript) t
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+import json
+import time
+from collections.abc import Callable, Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from functools import cache
+from pathlib import Path
 from types import ModuleType
 from typing import Any, Final, Literal
 
 import httpx
 import orjson
 
-from .capture import Capture, Timeouts, body_excerpt, exchange, tls_context
+from .capture import (
+    Capture,
+    EventKeeper,
+    Timeouts,
+    body_excerpt,
+    exchange,
+    load_transcript,
+    tls_context,
+)
 from .endpoints import ANTHROPIC_VERSION, API_PATHS, request_headers
 from .findings import Finding, at_api_level, excerpt
 from .redact import is_secret_name, register_secret
 from .scenarios import Scenario
-from .sse import DEFAULT_MAX_EVENT_BYTES
+from .sse import DEFAULT_MAX_EVENT_BYTES, Event, SSEDecoder
 from .validators.base import StreamValidator, check_http
 
 __all__ = [
@@ -47,6 +59,9 @@ _BAD_KEY = "sk-streamproof-invalid-key-0000000000"
 SDK_MAX_EVENTS = 20_000
 # Statuses with which an endpoint says "I don't do that": the scenario is then skipped.
 _UNSUPPORTED = (400, 404, 405, 422, 501)
+# A stream that ends with one of these hung: no answer, or it stopped mid-way.
+_HANGING = frozenset({"transport.connect", "transport.first-byte", "transport.idle"})
+RUN_MARGIN_S = 5.0  # run_all's deadline: the total timeout and this
 _TRANSPORT = (
     "transport.connect",
     "transport.first-byte",
@@ -126,6 +141,7 @@ class ScenarioResult:
     skipped: str | None = None  # why the whole scenario could not be checked
     skips: dict[str, str] = field(default_factory=dict)  # why one rule could not be checked
     message: dict[str, Any] | None = None
+    crashes: list[str] = field(default_factory=list)  # tool errors: a check that raised
 
     def for_rule(self, rule_id: str) -> list[Finding]:
         return [f for f in self.findings if f.rule == rule_id]
@@ -207,12 +223,23 @@ def check_capture(
 
 
 class Runner:
-    """Runs scenarios against one target over one HTTP client; results are kept by id."""
+    """Runs scenarios against one target over one HTTP client; results are kept by id.
+
+    :meth:`run_all` sends a run's scenarios together, ``concurrency`` at a time (threads
+    over one connection pool: the capture stays the one synchronous path the offline checks
+    use too, and the suite's stamps feed only the buffering heuristic, which needs a quarter
+    second of silence), streams first, all within one deadline — the total timeout plus a
+    margin — and stops early when every stream so far hung at the transport level (a dead
+    or hanging endpoint ends the run in about one timeout). The results are the same as one
+    scenario after another (:meth:`result`), which a pytest-xdist worker uses."""
 
     def __init__(self, target: Target) -> None:
         self.target = target
         self.results: dict[str, ScenarioResult] = {}
-        self._client = httpx.Client(trust_env=False, verify=tls_context())
+        self.stopped: str | None = None  # why run_all ended early, if it did
+        self._client = httpx.Client(
+            trust_env=False, verify=tls_context(), limits=httpx.Limits(max_connections=64)
+        )
 
     def close(self) -> None:
         self._client.close()
@@ -223,12 +250,44 @@ class Runner:
             self.results[scenario.id] = self.run(scenario)
         return self.results[scenario.id]
 
-    def run(self, scenario: Scenario) -> ScenarioResult:
+    def run_all(self, scenarios: Iterable[Scenario], concurrency: int = 8) -> None:
+        """Run every scenario not run yet (see the class docstring); ``stopped`` says why
+        the rest were left out when every stream so far hung."""
+        todo = [s for s in {s.id: s for s in scenarios}.values() if s.id not in self.results]
+        todo.sort(key=lambda s: s.kind != "stream")  # streams first: they take longest
+        streams = sum(s.kind == "stream" for s in todo)
+        enough = min(max(1, concurrency), streams)
+        deadline = time.perf_counter_ns() + int((self.target.timeouts.total + RUN_MARGIN_S) * 1e9)
+        hung: list[str] = []
+        with ThreadPoolExecutor(max(1, concurrency), thread_name_prefix="scenario") as pool:
+            running = {pool.submit(self.run, s, deadline): s for s in todo}
+            for done in as_completed(running):
+                result = done.result()
+                self.results[result.scenario.id] = result
+                if result.scenario.kind != "stream" or self.stopped:
+                    continue
+                found = [f for f in result.findings if f.rule in _HANGING]
+                hung.append(found[0].message if found else "")
+                if len(hung) >= enough and all(hung):
+                    self.stopped = (
+                        f"every streaming request hung at the transport level "
+                        f"({len(hung)} of {streams}): {hung[0]}"
+                    )
+                    for future in running:
+                        future.cancel()
+        for scenario in todo:
+            if scenario.id not in self.results:
+                self.results[scenario.id] = ScenarioResult(
+                    scenario, skipped=f"not run: {self.stopped}"
+                )
+
+    def run(self, scenario: Scenario, deadline: int | None = None) -> ScenarioResult:
         target = self.target
         body = target.body(scenario.build(target.model))
         headers = target.headers(scenario.api, scenario.auth)
         streaming = scenario.kind == "stream"
         live = validator_for(scenario.api, body, scenario.expect) if streaming else None
+        keeper = EventKeeper()
         cap = exchange(
             self._client,
             "POST",
@@ -238,8 +297,18 @@ class Runner:
             timeouts=target.timeouts,
             decode_sse=streaming,
             max_event_bytes=target.max_event_bytes,
-            on_events=live.feed if live is not None else None,
+            keeper=keeper,
+            on_events=_pinning(live, keeper) if live is not None else None,
+            deadline=deadline,
         )
+        try:
+            return self._judge(scenario, cap, body, live)
+        finally:
+            cap.slim()
+
+    def _judge(
+        self, scenario: Scenario, cap: Capture, body: Any, live: StreamValidator | None
+    ) -> ScenarioResult:
         result = ScenarioResult(scenario, cap)
         transport = [f for f in cap.findings if f.rule.startswith("transport.")]
         if transport and cap.status is None:
@@ -267,12 +336,14 @@ class Runner:
             found, checked, validator = check_capture(
                 scenario.api, cap, body, scenario.expect, validator=live
             )
+            result.crashes = validator.crashes
             result.message = validator.message()
             # the SDK replays the kept body: only when it was kept whole (not past the cap)
             # and decoded to its end (not stopped by the size bound); not for a flood
             whole = (
                 len(cap.body) >= cap.body_size
                 and cap.events_total <= SDK_MAX_EVENTS
+                and not validator.message_cut
                 and not any(f.rule == "sse.max-event" for f in cap.findings)
             )
             if scenario.sdk and cap.status == 200 and cap.error is None and whole:
@@ -296,6 +367,20 @@ class Runner:
         result.findings = found + [f for f in transport if f not in found]
         result.checked = checked | set(_TRANSPORT)
         return result
+
+
+def _pinning(live: StreamValidator, keeper: EventKeeper) -> Callable[[list[Event]], None]:
+    """The live validator's feed, keeping the events around each new finding for the
+    report (the keeper drops the rest of a long stream)."""
+
+    def feed(events: list[Event]) -> None:
+        before = len(live.findings)
+        live.feed(events)
+        for finding in live.findings[before:]:
+            if finding.event is not None:
+                keeper.pin(finding.event)
+
+    return feed
 
 
 def _accepted(cap: Capture) -> bool:
@@ -338,6 +423,49 @@ def _error_text(cap: Capture) -> str:
     if isinstance(body, dict) and isinstance(body.get("error"), dict):
         return str(body["error"].get("message", ""))[:120]
     return cap.body[:120].decode("utf-8", "replace")
+
+
+def check_file(
+    api: str, path: Path, request: Mapping[str, Any] | None = None
+) -> tuple[list[Finding], Capture, list[str]]:
+    """``streamproof check``: a recorded stream, validated as it is read (any size, bounded
+    memory). The request comes from ``request``, else the transcript's sidecar, else what
+    the stream's beginning and end show (:func:`infer_request`)."""
+    if request is None:
+        request = _sidecar_request(path)
+    if request is None:
+        request = infer_request(api, _head_and_tail(path))
+    live = validator_for(api, request)
+    keeper = EventKeeper()
+    cap = load_transcript(path, on_events=_pinning(live, keeper), keeper=keeper)
+    findings, _, _ = check_capture(api, cap, request, validator=live)
+    return findings, cap, live.crashes
+
+
+def _sidecar_request(path: Path) -> dict[str, Any] | None:
+    sidecar = path.with_suffix(".json") if path.suffix == ".sse" else path
+    if not sidecar.is_file() or sidecar.suffix != ".json":
+        return None
+    try:
+        body = json.loads(sidecar.read_text("utf-8")).get("request_body")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _head_and_tail(path: Path, size: int = 256 * 1024) -> list[Event]:
+    """The events of a body's first and last ``size`` bytes (the tail from its first
+    event boundary): enough to infer the request without reading the body twice."""
+    body = path.with_suffix(".sse") if path.suffix != ".sse" else path
+    with body.open("rb") as fh:
+        head = fh.read(size)
+        fh.seek(max(0, body.stat().st_size - size))
+        tail = fh.read(size)
+    events: list[Event] = []
+    for piece in (head, tail.partition(b"\n\n")[2] if len(tail) == size else b""):
+        decoder = SSEDecoder()
+        events += decoder.feed(piece, 0)
+    return events
 
 
 def infer_request(api: str, events: list[Any]) -> dict[str, Any]:

@@ -46,9 +46,9 @@ class Unreachable(Exception):
 
 def _unreachable(where: str, exc: httpx.HTTPError, timeouts: Timeouts) -> Unreachable:
     if isinstance(exc, httpx.ReadTimeout):
+        waited = min(timeouts.first_byte, timeouts.total)
         return Unreachable(
-            f"{where} sent no response headers within {timeouts.first_byte:g} s",
-            "transport.first-byte",
+            f"{where} sent no response headers within {waited:g} s", "transport.first-byte"
         )
     if isinstance(exc, httpx.ConnectTimeout):
         return Unreachable(f"cannot reach {where}: no connection within {timeouts.connect:g} s")
@@ -61,7 +61,7 @@ def _unreachable(where: str, exc: httpx.HTTPError, timeouts: Timeouts) -> Unreac
 def _client(timeouts: Timeouts) -> httpx.Client:
     timeout = httpx.Timeout(
         connect=timeouts.connect,
-        read=timeouts.first_byte,
+        read=min(timeouts.first_byte, timeouts.total),
         write=timeouts.connect,
         pool=timeouts.connect,
     )

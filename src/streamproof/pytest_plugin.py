@@ -51,6 +51,7 @@ __all__ = [
     "StreamproofWarning",
     "conformance",
     "pytest_addoption",
+    "pytest_collection_finish",
     "pytest_collection_modifyitems",
     "pytest_configure",
     "pytest_configure_node",
@@ -233,6 +234,17 @@ class Conformance:
         found = Finding(exc.rule, f"the setup check (a short streaming request): {exc}")
         self.log.add(exc.rule, f"{api}:plain", RuleOutcome("fail", found.message, found))
         self.unreachable = redact(f"streamproof: {exc}")
+        self._stop("error", self.unreachable)
+
+    def hung(self, why: str, scenarios: list[Scenario]) -> None:
+        """Every stream hung: the run ends with what each scenario showed, and one line."""
+        for scenario in {s.id: s for s in scenarios}.values():
+            result = self.runner.results[scenario.id]
+            self.log.add_scenario(result)
+            for finding in result.findings:
+                if finding.rule.startswith("transport."):
+                    self.log.add(finding.rule, scenario.id, outcome(result, finding.rule))
+        self.unreachable = redact(f"streamproof: {why}")
         self._stop("error", self.unreachable)
 
     def _stop(self, verdict: str, line: str) -> None:
@@ -487,6 +499,27 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     config.stash[_KEY].log.restrict(rules)
 
 
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Send the scenarios of the selected checks together, before the checks read them (not
+    under pytest-xdist: there a worker runs its scenarios as its checks need them). When
+    every stream hung, nothing more is checked: one line, exit status 2."""
+    conformance = session.config.stash[_KEY]
+    if conformance.target is None or conformance.worker or conformance.controller:
+        return
+    cases = [
+        item.callspec.params["rule_case"]
+        for item in session.items
+        if hasattr(item, "callspec") and "rule_case" in item.callspec.params
+    ]
+    cases = [c for c in cases if c.scenario.api not in conformance.left_out]
+    runner = conformance.runner
+    runner.run_all([c.scenario for c in cases], conformance.options.concurrency)
+    if runner.stopped:
+        conformance.hung(runner.stopped, [c.scenario for c in cases])
+        session.config.hook.pytest_deselected(items=session.items[:])
+        session.items[:] = []
+
+
 @pytest.fixture(scope="session")
 def conformance(request: pytest.FixtureRequest) -> Conformance:
     """The session's conformance state (target, cached scenario results, compliance log)."""
@@ -534,6 +567,8 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
         tr.write_line(f"model: {target['model']} (the first one GET /models lists)")
     for name, text in (report.get("setup") or {}).items():
         tr.write_line(f"setup: {name} {text}")
+    for crash in report.get("tool_errors") or ():
+        tr.write_line(f"TOOL ERROR (a bug in streamproof, please report it): {crash}")
     for api, why in (report["options"].get("left_out") or {}).items():
         tr.write_line(f"skipped: the {api} API ({why})")
     for entry in report["rules"]:

@@ -63,6 +63,8 @@ OPTIONS: tuple[Option, ...] = (
            120.0, float),
     Option("max-event-bytes", "STREAMPROOF_MAX_EVENT_BYTES",
            "bound on one SSE line or event, bytes (sse.max-event)", DEFAULT_MAX_EVENT_BYTES, int),
+    Option("concurrency", "STREAMPROOF_CONCURRENCY",
+           "scenarios in flight at once (1: one after another)", 8, int),
     Option("scenario", "STREAMPROOF_SCENARIO",
            "run only these scenarios, comma-separated (e.g. plain,tool; default: all)"),
     Option("fault", "STREAMPROOF_FAULT",
@@ -119,6 +121,7 @@ class SuiteOptions:
     report_dir: str
     timeouts: Timeouts
     max_event_bytes: int
+    concurrency: int
     scenarios: tuple[str, ...]
     faults: tuple[str, ...]
     anthropic_auth: str
@@ -186,6 +189,7 @@ class SuiteOptions:
                 total=value("total-timeout"),
             ),
             max_event_bytes=value("max-event-bytes"),
+            concurrency=value("concurrency"),
             scenarios=tuple(_split(value("scenario"))),
             faults=tuple(_split(value("fault"))),
             anthropic_auth=auth,

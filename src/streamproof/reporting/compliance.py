@@ -102,6 +102,7 @@ class ComplianceLog:
         }
         self._scenarios: dict[str, dict[str, Any]] = {}
         self.setup: dict[str, str] = {}  # what the suite concluded about the endpoint's setup
+        self.tool_errors: list[str] = []  # checks that raised: bugs of the tool, kept whole
         self.started = _now()
         self.error: str | None = None
         self.interrupted = False  # the run was stopped before its end (Ctrl-C, SIGTERM)
@@ -115,6 +116,7 @@ class ComplianceLog:
             "scenarios": self._scenarios,
             "setup": self.setup,
             "error": self.error,
+            "tool_errors": self.tool_errors,
         }
 
     def merge(self, data: Mapping[str, Any], first: bool) -> None:
@@ -132,6 +134,7 @@ class ComplianceLog:
             if key not in self.setup or text.startswith("not checked"):
                 self.setup[key] = text
         self.error = self.error or data["error"]
+        self.tool_errors += data["tool_errors"]
 
     def restrict(self, rules: Iterable[str]) -> None:
         """Report only these rules (those a run checks: ``-k`` deselected the others)."""
@@ -177,7 +180,7 @@ class ComplianceLog:
             "kind": scenario.kind,
             "status": cap.status if cap else None,
             "skipped": result.skipped,
-            "events": len(cap.events) if cap else 0,
+            "events": cap.events_total if cap else 0,
             "duration_ms": round((cap.t_end - cap.t_send) / 1e6, 1) if cap else None,
             "error": cap.error if cap else None,
             "headers": headers_text(cap) if cap else None,
@@ -185,6 +188,7 @@ class ComplianceLog:
         }
         self._scenarios[scenario.id] = info
         self._learn_setup(result)
+        self.tool_errors += [f"{scenario.id}: {crash}" for crash in result.crashes]
 
     def _learn_setup(self, result: ScenarioResult) -> None:
         """Keys and model names: does the endpoint check them? (One line each, from the
@@ -203,7 +207,14 @@ class ComplianceLog:
         rules = [self._rule(entry) for entry in self._entries.values()]
         summary = _summary(rules)
         strict = bool(options.get("strict"))
-        if self.error:
+        error = self.error
+        if self.tool_errors and not error:
+            first = self.tool_errors[0].splitlines()[0]
+            error = (
+                f"streamproof itself failed while checking ({first}): a bug in the tool, not "
+                "the endpoint's finding; please report it with tool_errors"
+            )
+        if error:
             verdict = "error"
         elif self.interrupted:
             verdict = "interrupted"
@@ -224,7 +235,8 @@ class ComplianceLog:
             "target": dict(target),
             "options": dict(options),
             "verdict": verdict,
-            "error": self.error,
+            "error": error,
+            "tool_errors": list(self.tool_errors),
             "setup": dict(self.setup),
             "summary": summary,
             "rules": rules,

@@ -116,9 +116,10 @@ def transcript(cap: Capture, event: int | None, around: int = 2, width: int = 60
         head, tail = cap.events[:1], cap.events[max(1, len(cap.events) - around - 1) :]
         gap = ["  …"] if tail and tail[0].index > 1 else []
         return redact("\n".join([*map(line, head), *gap, *map(line, tail)]))
-    lo = max(0, event - around)
-    hi = min(len(cap.events), event + around + 1)
-    return redact("\n".join(line(ev) for ev in cap.events[lo:hi]))
+    near = [ev for ev in cap.events if abs(ev.index - event) <= around]
+    if not near:  # not kept (a long stream keeps its head, its tail and what findings name)
+        return redact(f"  (event {event} of {cap.events_total} was not kept for the report)")
+    return redact("\n".join(line(ev) for ev in near))
 
 
 def headers_text(cap: Capture) -> str:

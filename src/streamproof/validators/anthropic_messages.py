@@ -495,7 +495,11 @@ class AnthropicMessagesValidator(StreamValidator):
                 if type(piece) is str:
                     if piece:
                         self._content_append(event.t)
-                    block.parts.append(piece)
+                    if self.room > 0:
+                        block.parts.append(piece)
+                        self.room -= len(piece)
+                    else:
+                        self.message_cut = True
                     return
         self._delta_slow(obj, event)
 
@@ -575,9 +579,16 @@ class AnthropicMessagesValidator(StreamValidator):
                 f"a thinking_delta after the signature_delta of {block.describe()}",
                 event,
             )
-            block.parts.append(piece)
+            self._keep(block, piece)
         elif dtype != "citations_delta":
+            self._keep(block, piece)
+
+    def _keep(self, block: _Block, piece: str) -> None:
+        if self.room > 0:
             block.parts.append(piece)
+            self.room -= len(piece)
+        else:
+            self.message_cut = True
 
     def _lookup(self, index: Any) -> _Block | None:
         current = self._open
@@ -633,8 +644,8 @@ class AnthropicMessagesValidator(StreamValidator):
             self._not_open("content_block_stop", block, event)
 
     def _close(self, block: _Block, event: Event) -> None:
-        if block.kind not in _TOOL_KINDS:
-            return
+        if block.kind not in _TOOL_KINDS or self.message_cut:
+            return  # (a message cut at its size bound cannot show whole tool input)
         self.checked.add("anthropic.tool-input-json")
         joined = "".join(block.parts)
         if not joined:

@@ -9,7 +9,8 @@ occurred is neither passed nor failed), and the message a client would have rebu
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import traceback
+from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import orjson
@@ -20,6 +21,8 @@ from ..schemas import Schema
 from ..sse import Event
 
 __all__ = [
+    "MESSAGE_MAX_CHARS",
+    "Stamps",
     "StreamValidator",
     "check_error_answer",
     "check_http",
@@ -50,8 +53,44 @@ def event_json(event: Event) -> Any:
     return value
 
 
+# The message a validator rebuilds keeps at most this many characters of text, arguments and
+# thinking: past it, a never-ending stream costs no more memory (and the SDK comparison,
+# which needs the whole message, is not made).
+MESSAGE_MAX_CHARS = 256 * 1024
+MAX_CRASHES = 3
+
+
+class Stamps:
+    """Arrival stamps of content events in constant memory: how many, the first, the last —
+    all that ``http.incremental`` and the usage checks read. ``s[0]`` and ``s[-1]`` work."""
+
+    __slots__ = ("count", "first", "last")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first = 0
+        self.last = 0
+
+    def append(self, t: int) -> None:
+        if not self.count:
+            self.first = t
+        self.last = t
+        self.count += 1
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, i: int) -> int:
+        if not self.count or i not in (0, -1):
+            raise IndexError(i)
+        return self.first if i == 0 else self.last
+
+
 class StreamValidator:
-    """Base class: subclasses implement ``_event`` and ``_end`` and fill ``self.content_t``."""
+    """Base class: subclasses implement ``_event`` and ``_end`` and fill ``self.content_t``.
+
+    ``room``: characters the rebuilt message may still take (see ``MESSAGE_MAX_CHARS``);
+    ``message_cut``: the message stopped growing there."""
 
     api: ClassVar[str] = ""
 
@@ -62,7 +101,10 @@ class StreamValidator:
         self.expect = expect  # scenario rules to enforce, e.g. "openai.finish-length"
         self.findings: list[Finding] = []
         self.checked: set[str] = set()
-        self.content_t: list[int] = []  # arrival stamps of content events (load metrics)
+        self.content_t = Stamps()  # arrival stamps of content events
+        self.room = MESSAGE_MAX_CHARS
+        self.message_cut = False
+        self.crashes: list[str] = []  # tool errors: a check that raised (see _crashed)
         self.events = 0
         self.finished = False
 
@@ -71,21 +113,24 @@ class StreamValidator:
             self.events += 1
             try:
                 self._event(event)
-            except Exception as exc:  # a validator bug must not end the run
-                self.findings.append(
-                    Finding(
-                        f"{self.api}.data-json",
-                        f"the validator could not interpret this event ({exc!r})",
-                        event.index,
-                        excerpt(event.data),
-                    )
-                )
+            except Exception as exc:  # a bug of the tool: never the endpoint's finding
+                self._crashed(exc, f"event {event.index}")
 
     def finish(self, *, truncated: bool = False) -> None:
         """The body ended. ``truncated``: it ended by a transport failure, not by itself."""
         if not self.finished:
             self.finished = True
-            self._end(truncated)
+            try:
+                self._end(truncated)
+            except Exception as exc:
+                self._crashed(exc, "the end of the stream")
+
+    def _crashed(self, exc: Exception, where: str) -> None:
+        """A check raised: a tool error, kept with its traceback (the first few); the run
+        says so (verdict ``error``) instead of blaming the endpoint."""
+        if len(self.crashes) < MAX_CRASHES:
+            trace = "".join(traceback.format_exception(exc)[-4:])
+            self.crashes.append(f"{self.api} validator failed at {where}: {exc!r}\n{trace}")
 
     def add(
         self,
@@ -120,7 +165,7 @@ def check_http(
     status: int | None,
     content_type: str,
     t_send: int,
-    content_t: list[int],
+    content_t: Sequence[int] | Stamps,
 ) -> tuple[list[Finding], set[str]]:
     """``http.status``, ``http.content-type`` and ``http.incremental`` for a streaming answer."""
     findings: list[Finding] = []

@@ -367,7 +367,11 @@ class OpenAIChatValidator(StreamValidator):
                         text = delta.get("content")
                         if text.__class__ is str:
                             if text:
-                                st.content.append(text)
+                                if self.room > 0:
+                                    st.content.append(text)
+                                    self.room -= len(text)
+                                else:
+                                    self.message_cut = True
                                 got = True
                             continue
                 if self._choice(ch, st, event):
@@ -661,7 +665,11 @@ class OpenAIChatValidator(StreamValidator):
                 st.refusal = parts
         if not text:
             return False
-        parts.append(text)
+        if self.room > 0:
+            parts.append(text)
+            self.room -= len(text)
+        else:
+            self.message_cut = True
         if finished:
             self._after_finish(st, key, event)
         return True
@@ -752,7 +760,11 @@ class OpenAIChatValidator(StreamValidator):
             args = fn.get("arguments")
             if args is not None:
                 if args.__class__ is str:
-                    call.args.append(args)
+                    if self.room > 0:
+                        call.args.append(args)
+                        self.room -= len(args)
+                    else:
+                        self.message_cut = True
                 else:
                     call.args_bad = True
                     self._flag(
@@ -1103,8 +1115,8 @@ class OpenAIChatValidator(StreamValidator):
                         "finish reason skip the calls)",
                         st.finish_event,
                     )
-            if not complete or st.finish == "length":
-                continue  # an interrupted or length-cut call cannot be expected to parse
+            if not complete or st.finish == "length" or self.message_cut:
+                continue  # an interrupted, length-cut or size-bound call: it cannot parse
             checked.add("openai.tool-args-json")
             for call in sorted(st.calls.values(), key=lambda c: c.index):
                 if call.args_bad:

@@ -25,6 +25,7 @@ __all__ = [
     "ANTHROPIC_RULES",
     "BOMB_INFLATED_BYTES",
     "ENDLESS_EVENTS",
+    "FIREHOSE_BLOCKS",
     "FLOOD_EVENTS",
     "HOSTILE_FAULTS",
     "HUGE_LINE_BYTES",
@@ -38,6 +39,8 @@ _BOMB_LINE: Final = 1024 * 1024  # the bomb is comment lines of this size (under
 ENDLESS_EVENTS: Final = 30_000  # the never-ending stream: one event every 2 ms for 60 s
 _ENDLESS_GAP_NS: Final = 2_000_000
 FLOOD_EVENTS: Final = 60_000  # tiny events, 100 000 a second
+_FIREHOSE_BLOCK_EVENTS: Final = 1000
+FIREHOSE_BLOCKS: Final = 1_000_000  # a billion events: it never ends within any time bound
 _FLOOD_GAP_NS: Final = 10_000
 DEEP_LEVELS: Final = 100_000
 HUGE_DIGITS: Final = 10_000
@@ -101,6 +104,19 @@ def _flood(frames: list[Frame], timing: Timing) -> list[Frame]:
     shift = FLOOD_EVENTS * _FLOOD_GAP_NS
     rest = [f._replace(at=f.at + shift) for f in frames[middle + 1 :]]
     return [*frames[: middle + 1], *flood, *rest]
+
+
+def _firehose(frames: list[Frame], timing: Timing) -> list[Frame]:
+    """The events up to the middle one, then that content event again as fast as the client
+    reads, never ending (a REPEAT frame written as the socket drains, until the server's
+    cap): a client that keeps what it reads runs out of memory."""
+    events = _events(frames)
+    if len(events) < 3:
+        return frames
+    middle = _content_event(events)
+    start = frames[middle]
+    block = start.data * _FIREHOSE_BLOCK_EVENTS
+    return [*frames[: middle + 1], repeat(start.at, block, FIREHOSE_BLOCKS)]
 
 
 def _huge_line(frames: list[Frame], timing: Timing) -> list[Frame]:
@@ -233,6 +249,9 @@ HOSTILE_FAULTS: Final = (
           "open)", frames=_stall_after_headers),
     Fault("endless", "any", ("transport.total",), "plain",
           "a never-ending stream: the same content event every 2 ms, no end", frames=_endless),
+    Fault("firehose", "any", ("transport.total",), "plain",
+          "a never-ending stream as fast as the client reads: the same content event again "
+          "and again, no end", frames=_firehose),
     Fault("event-flood", "any", (), "plain",
           f"{FLOOD_EVENTS} tiny content events at 100 000 a second, then a normal end (the "
           "client must keep up in bounded memory)", frames=_flood),
