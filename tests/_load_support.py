@@ -94,6 +94,11 @@ def run_locust(
     return subprocess.CompletedProcess(cmd, proc.returncode, out.decode(errors="replace"), "")
 
 
+def all_completed(n: int) -> dict[str, Any]:
+    """A summary's ``requests`` when every one of ``n`` streams completed cleanly."""
+    return {"total": n, "completed": n, "failed": 0, "aborted": 0, "retried": 0, "by_error": {}}
+
+
 def summary(tmp: Path) -> dict[str, Any]:
     return json.loads((tmp / "summary.json").read_text("utf-8"))
 

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from streamproof.capture import Timeouts
+from streamproof.preflight import Unreachable, probe, probe_body
 from streamproof.server import DEFAULT_MODEL, ReferenceServer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -167,6 +169,63 @@ def test_planted_key_appears_in_no_output(args: list[str], tmp_path: Path) -> No
     assert len(_lines(done)) <= 2, _lines(done)
 
 
+class _Flaky:
+    """A listener that drops the first ``drops`` connections without a response (a flaky
+    server or proxy), then answers 200 with an empty event stream."""
+
+    def __init__(self, drops: int) -> None:
+        self.drops, self.accepted = drops, 0
+        self.stop = threading.Event()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.sock.settimeout(0.1)
+        self.url = f"http://127.0.0.1:{self.sock.getsockname()[1]}/v1"
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while not self.stop.is_set():
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:  # a timeout: look at the stop flag again
+                continue
+            self.accepted += 1
+            with conn:
+                conn.recv(65536)
+                if self.accepted > self.drops:
+                    conn.sendall(b"HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\n"
+                                 b"content-length: 0\r\nconnection: close\r\n\r\n")  # fmt: skip
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(10)
+        self.sock.close()
+
+
+def _probe(url: str) -> dict[str, str]:
+    return probe(url, ["openai"], lambda api: {"authorization": f"Bearer {KEY}"},
+                 lambda api: probe_body(DEFAULT_MODEL), timeouts=Timeouts(2, 2, 2, 4),
+                 explicit=True, given_key=True)  # fmt: skip
+
+
+def test_preflight_sends_again_after_a_broken_connection() -> None:
+    """Like the SDKs (max_retries=2): two dropped connections are a flaky server, not a setup
+    mistake; a third is the endpoint's transport.broken."""
+    flaky = _Flaky(drops=2)
+    try:
+        assert _probe(flaky.url) == {}
+    finally:
+        flaky.close()
+    assert flaky.accepted == 3
+    broken = _Flaky(drops=3)
+    try:
+        with pytest.raises(Unreachable) as caught:
+            _probe(broken.url)
+    finally:
+        broken.close()
+    assert caught.value.rule == "transport.broken" and broken.accepted == 3
+    assert "broke the connection" in str(caught.value)
+
+
 def test_load_with_a_key_flag_and_a_dead_host_ends_at_once(tmp_path: Path) -> None:
     done = _run("streamproof", "load", "--host", _dead_url(), "--model", "m", "--api-key",
                 PLANTED, "--duration", "20s", cwd=tmp_path, timeout=60)  # fmt: skip
@@ -230,6 +289,21 @@ def test_load_duration_mistakes(value: str, tmp_path: Path) -> None:
     done = _run("streamproof", "load", f"--duration={value}", cwd=tmp_path)
     assert done.returncode == 2 and "Traceback" not in done.stderr
     assert "--duration" in done.stderr and len(_lines(done)) <= 2
+
+
+@pytest.mark.parametrize(
+    ("command", "words"),
+    [
+        (("serve", "--ttft-ms", "-1"), "ttft_ms must be between 0 and"),
+        (("serve", "--ttft-ms", "10", "--ttfb-ms", "20"), "ttfb_ms (20) must not exceed"),
+        (("load", "--gap-ms", "-3", "--duration", "1s"), "gap_ms must be between 0 and"),
+    ],
+)
+def test_timing_mistakes(command: tuple[str, ...], words: str, tmp_path: Path) -> None:
+    done = _run("streamproof", *command, cwd=tmp_path)
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert len(_lines(done)) == 1 and words in done.stderr
+    assert not (tmp_path / "reports").exists()  # nothing ran, so nothing was written
 
 
 def test_rules_into_a_closed_pipe(tmp_path: Path) -> None:

@@ -126,7 +126,9 @@ def test_html_is_self_contained(report_dir: Path) -> None:
 
 def test_report_in_a_real_browser(report_dir: Path, tmp_path: Path) -> None:
     if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)")
+        pytest.fail(
+            "Debian's chromium is not installed: apt-get install -y chromium (.ci/run does)"
+        )
     from playwright.sync_api import sync_playwright
 
     outside: list[str] = []

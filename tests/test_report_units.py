@@ -101,12 +101,41 @@ def test_plugin_through_pytest_writes_every_report(pytester, tmp_path: Path) -> 
         )  # fmt: skip
     assert result.ret == 1
     out = tmp_path / "r"
-    for name in ("compliance.json", "compliance.md", "index.html", "junit.xml"):
-        assert (out / name).is_file(), name
-    cases = list(ET.parse(out / "junit.xml").getroot().iter("testcase"))
-    failed = [c.get("name") for c in cases if c.find("failure") is not None]
-    assert failed == ["openai.done"]
-    assert list((out / "allure-results").glob("*-result.json"))
+    outcomes = result.parseoutcomes()  # one pytest test per (rule, scenario) checked or skipped
+    ran = outcomes["passed"] + outcomes["failed"] + outcomes.get("skipped", 0)
+    assert outcomes["failed"] == 1
+    # compliance.json: the run that happened (target, verdict, the one failure, the scenario)
     report = json.loads((out / "compliance.json").read_text("utf-8"))
     assert report["verdict"] == "fail"
+    assert report["target"]["base_url"] == srv.url_for(faults=("missing-done",))
+    assert (report["target"]["model"], report["target"]["apis"]) == (DEFAULT_MODEL, ["openai"])
+    assert (report["summary"]["fail"], report["summary"]["must_failed"]) == (1, 1)
+    assert (
+        report["summary"]["rules"]
+        == len(report["rules"])
+        == sum(report["summary"][k] for k in ("pass", "fail", "warn", "waived", "skip"))
+    )
+    failed = [r for r in report["rules"] if r["outcome"] == "fail"]
+    assert [(r["id"], r["level"], r["scenario"]) for r in failed] == [
+        ("openai.done", "MUST", "openai:plain")
+    ]
+    assert [(s["id"], s["status"]) for s in report["scenarios"]] == [("openai:plain", 200)]
+    assert DEFAULT_API_KEY not in json.dumps(report)
+    # junit.xml: one case per pytest test, the failure where the suite saw it
+    cases = list(ET.parse(out / "junit.xml").getroot().iter("testcase"))
+    assert len(cases) == ran
+    assert {c.get("classname") for c in cases} == {"streamproof.openai.plain"}
+    failed_cases = [c.get("name") for c in cases if c.find("failure") is not None]
+    assert failed_cases == ["openai.done"]
+    # allure: one result per pytest test, the same failure
+    allure = [
+        json.loads(f.read_text("utf-8")) for f in (out / "allure-results").glob("*-result.json")
+    ]
+    assert len(allure) == ran
+    assert [a["name"] for a in allure if a["status"] == "failed"] == ["openai.done · openai:plain"]
+    # the human-readable pages name the failure and the verdict
+    md = (out / "compliance.md").read_text("utf-8")
+    assert "FAIL" in md.splitlines()[0] and "**`openai.done`** (MUST" in md
+    html = (out / "index.html").read_text("utf-8")
+    assert "openai.done" in html and "openai:plain" in html and DEFAULT_API_KEY not in html
     result.stdout.fnmatch_lines(["*verdict FAIL*index.html*"])

@@ -11,7 +11,6 @@ import itertools
 import re
 import time
 from collections.abc import Iterator
-from statistics import median
 from typing import Any
 
 import anthropic
@@ -35,11 +34,13 @@ from streamproof.server import (
 from streamproof.server.anthropic_messages import Raw, thinking_text, ticks_of
 from streamproof.server.faults.anthropic_messages import PREFIX
 from streamproof.server.faults.hostile import HOSTILE_FAULTS
+from streamproof.server.send import EARLY_NS
 from streamproof.server.text import GREETING, STORY
 from streamproof.sse import Event, SSEDecoder
 
 VERSION = {"anthropic-version": "2023-06-01"}
 AUTH = {"x-api-key": DEFAULT_API_KEY, **VERSION}
+BEARER = {"authorization": f"Bearer {DEFAULT_API_KEY}"}
 HELLO = [{"role": "user", "content": "Say hello in one short sentence."}]
 STORY_PROMPT = [{"role": "user", "content": "Write a short story."}]
 COUNT = [{"role": "user", "content": "Count from 1 to 20."}]
@@ -52,6 +53,11 @@ TIME_TOOL = {
 }
 # idle outlasts the buffered fault's 600 ms hold; total still ends the stall faults quickly
 FAULT_TIMEOUTS = Timeouts(connect=1.0, first_byte=0.3, idle=0.8, total=1.2)
+# the event flood is valid but long: a busy machine needs seconds to read its 60 000 events
+FLOOD_TIMEOUTS = Timeouts(connect=1.0, first_byte=5.0, idle=5.0, total=20.0)
+# the buffered fault sends nothing for 600 ms: no event before half of that is a signature
+# that CPU load cannot fake (the server is never early); a clean stream starts at 5 ms
+HOLD_NS = 300_000_000
 FAULT_TIMING = Timing(ttft_ms=5, gap_ms=0.5)  # quick streams, still clearly not one burst
 SCENARIOS_BY_NAME = {s.name: s for s in SCENARIOS if s.api == "anthropic"}
 STREAMS = [s for s in SCENARIOS_BY_NAME.values() if s.kind == "stream"]
@@ -182,6 +188,13 @@ def sdk_view(message: Any) -> dict[str, Any]:
 def _sdk(server: ReferenceServer, key: str = DEFAULT_API_KEY) -> anthropic.Anthropic:
     base = server.base_url.removesuffix("/v1")
     return anthropic.Anthropic(base_url=base, api_key=key, max_retries=0, timeout=5)
+
+
+def send_stamp(event: Event) -> int:
+    """The server's send stamp of ``event`` (``: t=<perf_counter_ns>`` before it, with stamps
+    on): when the frame was written, on the same clock as the client's read stamps."""
+    assert event.comment is not None and event.comment.startswith(b" t="), event.comment
+    return int(event.comment[3:])
 
 
 # -- the clean stream ------------------------------------------------------------------------
@@ -411,12 +424,14 @@ def test_bearer_auth_and_malformed_json(server: ReferenceServer, client: httpx.C
     assert _error(client.get(f"{server.base_url}/messages", headers=AUTH))["type"] == (
         "invalid_request_error"
     )
-    foreign = client.post(f"{server.url_for(['missing-done'])}/messages", json=body_of(),
-                          headers=AUTH)  # fmt: skip
-    assert foreign.status_code == 400 and "do not apply" in _error(foreign)["message"]
-    mine = client.post(f"{server.url_for(['anthropic-crlf'])}/chat/completions",
-                       json={"model": DEFAULT_MODEL, "messages": HELLO})  # fmt: skip
-    assert mine.status_code == 400 and "do not apply" in mine.json()["error"]["message"]
+    # a fault of the other API is left out: the request runs clean (a mixed run's URL)
+    foreign = client.post(f"{server.url_for(['missing-done'])}/messages",
+                          json=body_of(stream=True), headers=AUTH)  # fmt: skip
+    assert foreign.status_code == 200 and b"event: message_stop" in foreign.content
+    chat = {"model": DEFAULT_MODEL, "messages": HELLO, "stream": True}
+    mine = client.post(f"{server.url_for(['anthropic-crlf'])}/chat/completions", headers=BEARER,
+                       json=chat)  # fmt: skip
+    assert mine.status_code == 200 and b"data: [DONE]\n\n" in mine.content
 
 
 # -- timing ----------------------------------------------------------------------------------
@@ -433,23 +448,47 @@ def test_ticks_only_content_takes_a_gap() -> None:
 
 
 def test_timing_is_kept(server: ReferenceServer) -> None:
-    base = server.url_for(timing="ttft_ms=100,gap_ms=10")
+    """Content event k is due ``ttft + k * gap`` after the request; the head events go with
+    the first token, the closing ones with the last (only content takes a gap). Late is
+    possible on a busy machine, early is not (at most ``EARLY_NS``): that bound holds for
+    every event. How late is judged on the first token and on the stream's pace."""
+    ttft, gap = 100.0, 10.0
+    base = server.url_for(timing=Timing(ttft_ms=ttft, gap_ms=gap), stamps=True)
     decoder = SSEDecoder()
-    seen: list[tuple[int, str]] = []
+    seen: list[Event] = []
     with httpx.Client(trust_env=False) as c:
-        t_send = time.perf_counter_ns()
+        t_send = time.perf_counter_ns()  # before connecting: the server's clock starts later
         with c.stream("POST", f"{base}/messages", headers=AUTH,
-                      json=body_of(stream=True)) as r:  # fmt: skip
+                      json=body_of(stream=True, messages=STORY_PROMPT)) as r:  # fmt: skip
             for raw in r.iter_raw():
-                seen += [(e.t, e.name or "") for e in decoder.feed(raw, time.perf_counter_ns())]
-    content = [t for t, name in seen if name == "content_block_delta"]
-    ttft_ms = (content[0] - t_send) / 1e6
-    gaps = [(b - a) / 1e6 for a, b in itertools.pairwise(content)]
-    assert 98 <= ttft_ms <= 130, ttft_ms  # the head events go with the first token
-    assert seen[0][0] >= t_send + 95_000_000
-    assert len(gaps) == len(GREETING.split()) - 1
-    assert 9 <= median(gaps) <= 11, gaps
-    assert (seen[-1][0] - content[-1]) / 1e6 < 5  # the closing events go with the last token
+                seen += decoder.feed(raw, time.perf_counter_ns())
+    sent = [send_stamp(e) for e in seen]
+    content = [i for i, e in enumerate(seen) if e.name == "content_block_delta"]
+    assert len(content) == len(STORY.split())
+    due = [t_send + round((ttft + k * gap) * 1e6) for k in range(len(content))]
+    early = [(k, (sent[i] - d) / 1e6) for k, (i, d) in enumerate(zip(content, due, strict=True))
+             if sent[i] < d - EARLY_NS]  # fmt: skip
+    assert early == [], early  # (event, ms before its deadline): sent all at once, or too fast
+    assert all(e.t >= s for e, s in zip(seen, sent, strict=True)), "read before sent"
+    # head and closing events share the first and the last token's deadline: sent with them
+    # (the same write), not a gap apart
+    head, closing = sent[: content[0]], sent[content[-1] + 1 :]
+    assert [e.name for e in seen[: content[0]]] == ["message_start", "content_block_start", "ping"]
+    assert [e.name for e in seen[content[-1] + 1 :]] == [
+        "content_block_stop", "message_delta", "message_stop"
+    ]  # fmt: skip
+    assert all(abs(s - sent[content[0]]) < gap * 1e6 / 2 for s in head), head
+    assert all(abs(s - sent[content[-1]]) < gap * 1e6 / 2 for s in closing), closing
+    # how late: the first token within one more TTFT; the pace (first to last token over the
+    # gaps between) within a band of the gap. Not single gaps, nor their median: a starved
+    # process reads a catching-up schedule in bursts (under CPU stress one run's median gap
+    # was 0.01 ms), while the pace moves by a stall's length / the number of gaps only
+    read = [seen[i].t for i in content]
+    ttft_ms = (read[0] - t_send) / 1e6
+    assert ttft - EARLY_NS / 1e6 <= ttft_ms < 2 * ttft, ttft_ms
+    pace = (read[-1] - read[0]) / 1e6 / (len(read) - 1)
+    gaps = [round((b - a) / 1e6, 2) for a, b in itertools.pairwise(read)]
+    assert gap / 2 <= pace <= 2 * gap, f"pace {pace:.2f} ms, gaps {gaps}"
 
 
 def test_send_stamps_precede_every_event(server: ReferenceServer, client: httpx.Client) -> None:
@@ -572,8 +611,10 @@ def test_registry_names_real_rules_and_scenarios() -> None:
 def run(
     server: ReferenceServer, scenario: Scenario, faults: tuple[str, ...] = ()
 ) -> ScenarioResult:
+    flood = any(f.endswith("event-flood") for f in faults)
     target = Target(server.url_for(faults, FAULT_TIMING), DEFAULT_MODEL, DEFAULT_API_KEY,
-                    FAULT_TIMEOUTS, max_event_bytes=HUGE_EVENT_BYTES)  # fmt: skip
+                    FLOOD_TIMEOUTS if flood else FAULT_TIMEOUTS,
+                    max_event_bytes=HUGE_EVENT_BYTES)  # fmt: skip
     runner = Runner(target)
     try:
         return runner.run(scenario)
@@ -584,14 +625,19 @@ def run(
 _VARYING = re.compile(rb"(msg_|toolu_|req_)[0-9a-f]{24}|: t=\d+")
 
 
+def held(cap: Capture) -> bool:
+    """No event for ``HOLD_NS`` after the request. Not the spread of the read stamps: a busy
+    machine stretches a burst (the reader is descheduled between its chunks) past 5 ms."""
+    return bool(cap.events) and cap.events[0].t - cap.t_send >= HOLD_NS
+
+
 def signature(cap: Capture) -> tuple[Any, ...]:
     """What a response looks like: ids numbered by first appearance, headers, whether the
-    events came in one burst."""
+    events were held back."""
     seen: dict[bytes, bytes] = {}
     body = _VARYING.sub(lambda m: seen.setdefault(m[0], b"<%d>" % len(seen)), cap.body)
-    burst = len(cap.events) > 5 and cap.events[-1].t - cap.events[1].t < 5_000_000
     headers = sorted(k for k, _ in cap.response_headers)
-    return cap.status, cap.content_type, headers, body, burst
+    return cap.status, cap.content_type, headers, body, held(cap)
 
 
 @pytest.fixture(scope="module")
@@ -616,9 +662,12 @@ def test_fault_changes_the_response_and_is_reported(
     found = {f.rule for f in result.findings}
     for rule in fault.rules:
         assert rule in found, (rule, [str(f) for f in result.findings][:5])
+    if fault.setup:  # refused by the setup check: no stream to judge
+        return
     if not fault.rules:  # a valid edge: nothing above INFO
-        assert "anthropic.error-event" in result.checked
         assert [str(f) for f in result.findings if f.level != "INFO"] == []
+    if name == f"{PREFIX}overloaded-midstream":  # the error event was judged, and is fine
+        assert "anthropic.error-event" in result.checked
 
 
 def test_faults_combine(server: ReferenceServer) -> None:

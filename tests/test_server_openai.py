@@ -14,8 +14,8 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from statistics import median
 from typing import Any
+from urllib.parse import urlsplit
 
 import httpx
 import openai
@@ -33,9 +33,11 @@ from streamproof.server import (
     Timing,
     fault_table,
 )
+from streamproof.server.faults.leak import LEAK_HEADERS
+from streamproof.server.send import EARLY_NS
 from streamproof.server.text import GREETING, STORY
 from streamproof.server.timing import TimingError
-from streamproof.sse import SSEDecoder
+from streamproof.sse import Event, SSEDecoder
 
 AUTH = {"authorization": f"Bearer {DEFAULT_API_KEY}"}
 HELLO = [{"role": "user", "content": "Say hello in one short sentence."}]
@@ -47,7 +49,13 @@ TIME_TOOL = {
         "city": {"type": "string"}}}},
 }  # fmt: skip
 # idle outlasts the buffered fault's 600 ms hold; total still ends the stall faults quickly
-FAULT_TIMEOUTS = Timeouts(connect=1.0, first_byte=0.3, idle=0.8, total=1.2)
+FAULT_TIMEOUTS = Timeouts(connect=1.0, first_byte=1.0, idle=0.8, total=1.5)
+# the event flood is valid but long: a busy machine needs seconds to plan and read its 60 000
+# events
+FLOOD_TIMEOUTS = Timeouts(connect=1.0, first_byte=5.0, idle=5.0, total=20.0)
+# the buffered fault sends nothing for 600 ms: no event before half of that is a signature
+# that CPU load cannot fake (the server is never early); a clean stream starts at 5 ms
+HOLD_NS = 300_000_000
 FAULT_TIMING = Timing(ttft_ms=5, gap_ms=0.5)  # quick streams, still clearly not one burst
 OPENAI_SCENARIOS = {s.name: s for s in SCENARIOS if s.api == "openai"}
 # the faults proven on this API (the Anthropic ones: tests/test_server_anthropic.py)
@@ -173,6 +181,13 @@ def wait_for(condition: Callable[[], bool], seconds: float = 3.0) -> bool:
             return True
         time.sleep(0.01)
     return condition()
+
+
+def send_stamp(event: Event) -> int:
+    """The server's send stamp of ``event`` (``: t=<perf_counter_ns>`` before it, with stamps
+    on): when the frame was written, on the same clock as the client's read stamps."""
+    assert event.comment is not None and event.comment.startswith(b" t="), event.comment
+    return int(event.comment[3:])
 
 
 # -- the clean stream ------------------------------------------------------------------------
@@ -462,34 +477,57 @@ def test_httpx_reuses_the_connection(server: ReferenceServer) -> None:
     assert len({id(s) for s in seen}) == 1
 
 
-def test_timing_is_kept(server: ReferenceServer) -> None:
-    base = server.url_for(timing="ttft_ms=100,gap_ms=10")
-    decoder = SSEDecoder()
-    stamps: list[int] = []
-    with httpx.Client(trust_env=False) as c:
-        t_send = time.perf_counter_ns()
-        with c.stream(
-            "POST", f"{base}/chat/completions", headers=AUTH,
-            json={"model": DEFAULT_MODEL, "messages": HELLO, "stream": True},
-        ) as r:  # fmt: skip
-            for raw in r.iter_raw():
-                events = decoder.feed(raw, time.perf_counter_ns())
-                stamps += [e.t for e in events if re.search(r'"content":"[^"]', e.data)]
-    ttft_ms = (stamps[0] - t_send) / 1e6
-    gaps = [(b - a) / 1e6 for a, b in itertools.pairwise(stamps)]
-    assert 98 <= ttft_ms <= 130, ttft_ms
-    assert len(gaps) == len(GREETING.split()) - 1
-    assert 9 <= median(gaps) <= 11, gaps
-    assert all(5 <= g <= 25 for g in gaps), gaps
-    lateness = server.stats.snapshot()
-    assert lateness["frames"] > 0 and 0 <= lateness["p50_ms"] <= lateness["max_ms"] < 100
+def test_timing_is_kept() -> None:
+    """The stream follows its schedule: content event k is due ``ttft + k * gap`` after the
+    request. On a busy machine any event may be late, none may be early (the server sends at
+    most ``EARLY_NS`` ahead of a deadline): that bound holds for every event. How late is
+    judged on the first token and on the stream's pace, with bands derived from the schedule."""
+    ttft, gap = 100.0, 10.0
+    with ReferenceServer() as srv:  # its own server: the lateness below is this stream's only
+        base = srv.url_for(timing=Timing(ttft_ms=ttft, gap_ms=gap), stamps=True)
+        decoder = SSEDecoder()
+        seen: list[Event] = []
+        with httpx.Client(trust_env=False) as c:
+            t_send = time.perf_counter_ns()  # before connecting: the server's clock starts later
+            with c.stream(
+                "POST", f"{base}/chat/completions", headers=AUTH,
+                json={"model": DEFAULT_MODEL, "messages": STORY_PROMPT, "stream": True},
+            ) as r:  # fmt: skip
+                for raw in r.iter_raw():
+                    seen += decoder.feed(raw, time.perf_counter_ns())
+        lateness = srv.stats.snapshot()
+    content = [e for e in seen if re.search(r'"content":"[^"]', e.data)]
+    assert len(content) == len(STORY.split())
+    sent = [send_stamp(e) for e in content]
+    read = [e.t for e in content]
+    due = [t_send + round((ttft + k * gap) * 1e6) for k in range(len(content))]
+    early = [(k, (s - d) / 1e6) for k, (s, d) in enumerate(zip(sent, due, strict=True))
+             if s < d - EARLY_NS]  # fmt: skip
+    assert early == [], early  # (event, ms before its deadline): sent all at once, or too fast
+    assert all(e.t >= send_stamp(e) for e in seen), "read before sent: not the same clock"
+    # how late: the first token within one more TTFT; the pace (first to last token over the
+    # gaps between) within a band of the gap. Not single gaps, nor their median: a starved
+    # process reads a catching-up schedule in bursts (under CPU stress one run's median gap
+    # was 0.01 ms), while the pace moves by a stall's length / the number of gaps only
+    ttft_ms = (read[0] - t_send) / 1e6
+    assert ttft - EARLY_NS / 1e6 <= ttft_ms < 2 * ttft, ttft_ms
+    pace = (read[-1] - read[0]) / 1e6 / (len(read) - 1)
+    gaps = [round((b - a) / 1e6, 2) for a, b in itertools.pairwise(read)]
+    assert gap / 2 <= pace <= 2 * gap, f"pace {pace:.2f} ms, gaps {gaps}"
+    # the server's own account: one lateness sample per event, none later than the exchange
+    assert lateness["frames"] == len(seen)
+    assert 0 <= lateness["p50_ms"] <= lateness["p99_ms"] <= lateness["max_ms"], lateness
+    assert lateness["max_ms"] < (seen[-1].t - t_send) / 1e6, lateness
 
 
 def test_timing_spec_round_trip() -> None:
     timing = Timing.parse("ttft_ms=100, gap_ms=10", Timing(tokens_per_chunk=2))
     assert timing == Timing(ttft_ms=100, gap_ms=10, tokens_per_chunk=2)
     assert Timing.parse(timing.spec()) == timing
-    for bad in ("gap=1", "ttft_ms=x", "tokens_per_chunk=0", "gap_ms=-1", "ttft_ms"):
+    late_headers = Timing.parse("ttfb_ms=40,ttft_ms=50")
+    assert late_headers.ttfb_ms == 40 and Timing.parse(late_headers.spec()) == late_headers
+    for bad in ("gap=1", "ttft_ms=x", "tokens_per_chunk=0", "gap_ms=-1", "ttft_ms",
+                "ttfb_ms=60,ttft_ms=50"):  # fmt: skip
         with pytest.raises(TimingError):
             Timing.parse(bad)
 
@@ -564,16 +602,21 @@ def test_registry_names_real_rules_and_scenarios() -> None:
     rules = catalogue()
     for fault in OPENAI_FAULTS.values():
         # a valid edge (the event flood) trips no rule: the suite proves that it passes it
-        assert fault.rules or fault.name in VALID_EDGES, fault.name
-        assert all(r in rules for r in fault.rules), fault.name
+        # a valid edge (the event flood) trips no rule: the suite proves that it passes it; a
+        # setup fault (an HTML page) is refused by the setup check before any rule
+        assert fault.rules or fault.name in VALID_EDGES or fault.setup, fault.name
+        found = fault.rules_for("openai")
+        assert all(r in rules for r in found), fault.name
         assert fault.scenario in OPENAI_SCENARIOS, fault.name
-        apis = {fault.api} if fault.api != "any" else {"openai", "anthropic"}
-        assert all(apis & set(rules[r].apis) for r in fault.rules), fault.name
-    covered = {r for f in FAULTS.values() if f.api in ("openai", "any") for r in f.rules}
+        assert all("openai" in rules[r].apis for r in found), fault.name
+        assert set(fault.weaker) <= set(fault.rules), fault.name
+    covered = {
+        r for f in FAULTS.values() if f.api in ("openai", "any") for r in f.rules_for("openai")
+    }
     missing = [r.id for r in rules.values() if "openai" in r.apis and r.id not in covered]
     assert missing == []
     table = fault_table()
-    assert [row["name"] for row in table] == list(FAULTS)
+    assert [row["name"] for row in table] == [*FAULTS, "drop-rate=P"]
     assert table[0].keys() == {"name", "api", "rules", "scenario", "layer", "description"}
 
 
@@ -586,7 +629,8 @@ def run(server: ReferenceServer, scenario: Scenario, faults: tuple[str, ...] = (
     with httpx.Client(trust_env=False) as c:
         return exchange(
             c, "POST", f"{server.url_for(faults, FAULT_TIMING)}/chat/completions", headers=headers,
-            body=scenario.build(DEFAULT_MODEL), timeouts=FAULT_TIMEOUTS,
+            body=scenario.build(DEFAULT_MODEL),
+            timeouts=FLOOD_TIMEOUTS if "event-flood" in faults else FAULT_TIMEOUTS,
             decode_sse=scenario.kind == "stream", max_event_bytes=HUGE_EVENT_BYTES,
         )  # fmt: skip
 
@@ -594,13 +638,18 @@ def run(server: ReferenceServer, scenario: Scenario, faults: tuple[str, ...] = (
 _VARYING = re.compile(rb"(chatcmpl-|call_|req_)[0-9a-f]{24}|\"created\":\d+|: t=\d+")
 
 
+def held(cap: Capture) -> bool:
+    """No event for ``HOLD_NS`` after the request. Not the spread of the read stamps: a busy
+    machine stretches a burst (the reader is descheduled between its chunks) past 5 ms."""
+    return bool(cap.events) and cap.events[0].t - cap.t_send >= HOLD_NS
+
+
 def signature(cap: Capture) -> tuple[Any, ...]:
     """What a response looks like: ids and times numbered by first appearance (so a value
-    that changes mid-stream still shows), whether the events came in one burst."""
+    that changes mid-stream still shows), whether the events were held back."""
     seen: dict[bytes, bytes] = {}
     body = _VARYING.sub(lambda m: seen.setdefault(m[0], b"<%d>" % len(seen)), cap.body)
-    burst = len(cap.events) > 5 and cap.events[-1].t - cap.events[1].t < 5_000_000
-    return cap.status, cap.content_type, body, sorted(f.rule for f in cap.findings), burst
+    return cap.status, cap.content_type, body, sorted(f.rule for f in cap.findings), held(cap)
 
 
 def _payloads(cap: Capture) -> list[Any]:
@@ -637,6 +686,10 @@ def _total_off(usage: dict[str, int]) -> int:
     return usage["total_tokens"] - usage["prompt_tokens"] - usage["completion_tokens"]
 
 
+def _port(c: Capture) -> int:
+    return int(urlsplit(c.url).port or 80)
+
+
 def _rules(cap: Capture) -> set[str]:
     return {f.rule for f in cap.findings}
 
@@ -658,7 +711,7 @@ EFFECTS: dict[str, Callable[[Capture], bool]] = {
     "status-201": lambda c: c.status == 201,
     "wrong-content-type": lambda c: c.content_type == "text/plain",
     "stream-false-sse": lambda c: c.is_sse and b"data: [DONE]" in c.body,
-    "buffered": lambda c: c.events[-1].t - c.events[1].t < 0.05 * (c.events[1].t - c.t_send),
+    "buffered": lambda c: held(c) and c.events[-1].t - c.events[0].t < HOLD_NS / 2,  # a burst
     "crlf": lambda c: b"\r\n\r\n" in c.body and b"\n\n" not in c.body.replace(b"\r\n", b""),
     "bom": lambda c: c.body.startswith(b"\xef\xbb\xbf"),
     "unterminated": lambda c: c.body.endswith(b"data: [DONE]\n") and "sse.terminated" in _rules(c),
@@ -677,10 +730,16 @@ EFFECTS: dict[str, Callable[[Capture], bool]] = {
     "event-names": lambda c: {e.name for e in c.events} == {"chunk"},
     "bad-chunk-schema": lambda c: all(isinstance(ch["created"], str) for ch in _chunks(c)),
     "wrong-object": lambda c: "chat.completion" in {ch["object"] for ch in _chunks(c)},
+    "wrong-object-content": lambda c: any(
+        ch["object"] == "chat.completion" and ch["choices"][0]["delta"].get("content")
+        for ch in _chunks(c)
+    ),
     "id-changes": lambda c: len({ch["id"] for ch in _chunks(c)}) == 2,
     "created-changes": lambda c: len({ch["created"] for ch in _chunks(c)}) == 2,
     "model-changes": lambda c: len({ch["model"] for ch in _chunks(c)}) == 2,
-    "bad-choice": lambda c: any("finish_reason" not in ch for ch in _choices(c)),
+    "bad-choice": lambda c: any("delta" not in ch for ch in _choices(c)),
+    "no-finish-key": lambda c: any("finish_reason" not in ch for ch in _choices(c)),
+    "no-finish": lambda c: _finishes(c) == [],
     "no-role": lambda c: not any("role" in ch["delta"] for ch in _choices(c)),
     "role-every-chunk": lambda c: sum("role" in ch["delta"] for ch in _choices(c)) > 2,
     "content-number": lambda c: any(ch["delta"].get("content") == 42 for ch in _choices(c)),
@@ -694,6 +753,9 @@ EFFECTS: dict[str, Callable[[Capture], bool]] = {
     "tool-index-gap": lambda c: {e["index"] for e in _entries(c)} == {0, 2},
     "tool-head-missing": lambda c: not any("id" in e for e in _entries(c)),
     "tool-head-repeat": lambda c: sum("id" in e for e in _entries(c)) > 2,
+    "tool-type-repeat": lambda c: sum("type" in e for e in _entries(c)) > 2
+                                  and sum("id" in e for e in _entries(c)) == 1,
+    "tool-choice-ignored": lambda c: not _entries(c) and _finishes(c) == ["stop"],
     "tool-args-object": lambda c: {"city": "Paris"} in [e["function"]["arguments"] for e in
                                                          _entries(c)],
     "tool-args-invalid": lambda c: _not_json(_args(c)),
@@ -703,19 +765,26 @@ EFFECTS: dict[str, Callable[[Capture], bool]] = {
     "usage-every-chunk": lambda c: all(ch.get("usage") for ch in _chunks(c)),
     "usage-unrequested": lambda c: _usage(c)["completion_tokens"] > 0,
     "usage-over-limit": lambda c: _usage(c)["completion_tokens"] > 5,
+    "usage-zero-output": lambda c: _usage(c)["completion_tokens"] == 0,
     "accept-bad-key": lambda c: c.status == 200,
+    "accept-any-model": lambda c: c.status == 200,
+    "error-5xx": lambda c: c.status == 500,
+    "error-403": lambda c: c.status == 403,
     "error-body-sse": lambda c: c.status == 401 and c.is_sse,
     "error-body-shape": lambda c: c.status == 401 and set(c.json()) == {"detail"},
     "midstream-error-malformed": lambda c: any(
         isinstance(p, dict) and "error" in p and p["error"]["message"] is None for p in _payloads(c)
     ),
+    "leak-key": lambda c: c.header(LEAK_HEADERS[0]) == DEFAULT_API_KEY
+                          and c.body.count(b"[debug: key=" + DEFAULT_API_KEY.encode()) == 2,
     "utf8-split": lambda c: "sse.utf8" in _rules(c),
     "invalid-utf8": lambda c: b"\xff" in c.body and "sse.utf8" in _rules(c),
     # hostile endpoints (faults/hostile.py)
     "stall-after-headers": lambda c: c.status == 200 and not c.events
                                      and _rules(c) == {"transport.idle"},
-    "endless": lambda c: "transport.total" in _rules(c) and len(c.events) > 50,
-    "event-flood": lambda c: len(c.events) > 1000,
+    "endless": lambda c: "transport.total" in _rules(c) and c.events_total > 50,
+    "firehose": lambda c: "transport.total" in _rules(c) and c.events_total > 10_000,
+    "event-flood": lambda c: c.events_total > 1000,
     "huge-line": lambda c: c.body_size > HUGE_EVENT_BYTES and "sse.max-event" in _rules(c),
     "gzip-bomb": lambda c: c.header("content-encoding") == "gzip"
                            and bool(_rules(c) & {"transport.broken", "transport.total"}),
@@ -723,16 +792,39 @@ EFFECTS: dict[str, Callable[[Capture], bool]] = {
                           and "transport.broken" in _rules(c),
     "html-200": lambda c: c.status == 200 and c.content_type == "text/html",
     "html-502": lambda c: c.status == 502 and c.content_type == "text/html",
-    "redirect-cross-origin": lambda c: c.status == 307
-                                       and c.header("location").startswith("http://127.0.0.2:"),
+    "redirect-cross-origin": lambda c: c.status == 307 and c.header("location")
+                                       == f"http://127.0.0.1:{_port(c) + 1}/v1/chat/completions",
     "deep-json": lambda c: b"[" * 1000 in c.body,
     "huge-number": lambda c: b"9" * 10_000 in c.body,
 }  # fmt: skip
-VALID_EDGES = {"event-flood"}
+VALID_EDGES = {"event-flood", "leak-key"}
 
 
 def test_every_fault_has_an_effect_check() -> None:
     assert sorted(EFFECTS) == sorted(OPENAI_FAULTS)
+
+
+def test_no_fault_breaks_the_server_in_any_scenario(server: ReferenceServer) -> None:
+    """The suite sends every scenario with the faults selected, not only the one a fault is
+    meant for: an edit that assumes text where there are only tool calls must leave the
+    stream alone, never make the server answer 500. (Faults edit the endpoint's output —
+    request, chunk and reply layers; timing faults only reshape frames.)"""
+    broken = []
+    with httpx.Client(trust_env=False, timeout=10) as client:
+        for name, fault in FAULTS.items():
+            if fault.frames is not None or fault.refuses_connect:
+                continue
+            for scenario in SCENARIOS:
+                if scenario.kind != "stream" or fault.api not in ("any", scenario.api):
+                    continue
+                path = "/chat/completions" if scenario.api == "openai" else "/messages"
+                headers = {**AUTH, "x-api-key": DEFAULT_API_KEY, "anthropic-version": "2023-06-01"}
+                url = server.url_for(faults=[name]) + path
+                body = scenario.build(DEFAULT_MODEL)
+                with client.stream("POST", url, headers=headers, json=body) as reply:
+                    if reply.status_code == 500:  # raw: some faults lie about the encoding
+                        broken.append((name, scenario.name, b"".join(reply.iter_raw())[:200]))
+    assert broken == []
 
 
 @pytest.fixture(scope="module")

@@ -104,17 +104,18 @@ def test_report_merges_a_load_run_only_against_the_same_host(tmp_path, capsys) -
     capsys.readouterr()
     run = report_dir / "load" / "run-20261204-101010-1"
     run.mkdir(parents=True)
+    elsewhere = "http://gateway.example.invalid:8000/v1"  # never contacted: a name only
     summary = {
-        "api": "openai", "host": "http://gateway.example.invalid:8000/v1", "embedded": False, "users": 1,
-        "duration_s": 1.0, "requests": {"completed": 1, "failed": 0},
+        "api": "openai", "host": elsewhere, "embedded": False, "users": 1, "duration_s": 1.0,
+        "requests": {"completed": 1, "failed": 0},
     }  # fmt: skip
     (run / "summary.json").write_text(json.dumps(summary))
     assert main(["report", "--report-dir", str(report_dir)]) == 0
     err = capsys.readouterr().err
-    assert f"not merging the load run in {run}: it ran against http://gateway.example.invalid:8000/v1" in err
+    assert f"not merging the load run in {run}: it ran against {elsewhere}" in err
     assert json.loads((report_dir / "compliance.json").read_text())["load"] is None
     summary["embedded"] = True  # the load run's own built-in server, like the suite's
     (run / "summary.json").write_text(json.dumps(summary))
     assert main(["report", "--report-dir", str(report_dir)]) == 0
     merged = json.loads((report_dir / "compliance.json").read_text())["load"]
-    assert merged["summary"]["host"] == "http://gateway.example.invalid:8000/v1"
+    assert merged["summary"]["host"] == elsewhere

@@ -9,20 +9,38 @@ import ssl
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 import pytest
 import trustme
-from _load_support import SECRET, free_port, records, run_locust, summary
+from _load_support import SECRET, all_completed, free_port, records, run_locust, summary
 
 from streamproof.engine import Runner, Target
 from streamproof.load.apis import build_request, request_headers, tracker_for
 from streamproof.load.stream import StreamClient
 from streamproof.scenarios import SCENARIOS
 from streamproof.server import DEFAULT_API_KEY, DEFAULT_MODEL, ReferenceServer, Timing
+from streamproof.server.send import EARLY_NS
+from streamproof.server.text import STORY
 
 TIMING = Timing(ttft_ms=100, gap_ms=10, tokens_per_chunk=1)
 BY_ID = {s.id: s for s in SCENARIOS}
+# rules that must have run on each scenario's decrypted stream (``ScenarioResult.checked``):
+# the wire, the API's own end of stream, the official SDK's replay; and what it rebuilds to
+CHECKED = {
+    "openai:plain": {"sse.utf8", "sse.terminated", "openai.done", "sdk.openai-accumulate"},
+    "anthropic:tool": {"sse.utf8", "anthropic.stop-last", "anthropic.tool-input-json",
+                       "sdk.anthropic-accumulate"},
+}  # fmt: skip
+REBUILT: dict[str, Callable[[dict[str, Any]], bool]] = {
+    "openai:plain": lambda m: m["choices"][0]["content"] == STORY,
+    "anthropic:tool": lambda m: (
+        [(b["type"], b["name"], b["input"]) for b in m["content"]]
+        == [("tool_use", "get_weather", {"city": "Paris"})]
+    ),
+}
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +71,8 @@ def test_suite_checks_a_stream_over_tls(tls, monkeypatch, scenario_id) -> None:
     result = _run(srv, scenario_id)
     assert result.capture is not None and result.capture.status == 200
     assert result.findings == [] and len(result.capture.events) > 5
-    assert result.checked  # the rules ran on the decrypted stream
+    assert CHECKED[scenario_id] <= result.checked, CHECKED[scenario_id] - result.checked
+    assert result.message is not None and REBUILT[scenario_id](result.message), result.message
 
 
 def test_suite_reports_an_untrusted_certificate(tls, monkeypatch) -> None:
@@ -95,11 +114,21 @@ def test_load_run_over_tls_is_exact(tls, monkeypatch, tmp_path) -> None:
         tmp_path,
     )  # fmt: skip
     s = summary(tmp_path)
-    assert s["requests"] == {"completed": users * per_user, "failed": 0, "by_error": {}}
+    assert s["requests"] == all_completed(users * per_user)
     assert s["output_tokens"] == {"total": users * per_user * tokens, "source": "usage"}
-    assert abs(s["ttft_ms"]["p50"] - 100) <= 5, s["ttft_ms"]
-    assert abs(s["itl_ms"]["p50"] - 10) <= 2, s["itl_ms"]
     assert s["violations"] == {}
+    recs = records(tmp_path)
+    assert [(r["api"], r["tokens"]) for r in recs] == [("anthropic", tokens)] * users * per_user
+    # the schedule, measured through TLS: never early (the server is not, the clock starts
+    # before the request), so the lower bounds hold for every sample; lateness on medians
+    ttft, gap, early = TIMING.ttft_ms, TIMING.gap_ms, EARLY_NS / 1e6
+    assert ttft - early <= s["ttft_ms"]["min"] and s["ttft_ms"]["p50"] < 1.5 * ttft, s["ttft_ms"]
+    assert gap / 2 <= s["tpot_ms"]["p50"] <= 1.5 * gap, s["tpot_ms"]  # the pace
+    assert s["itl_ms"]["p50"] <= 1.5 * gap, s["itl_ms"]
+    assert s["itl_ms"]["mean"] == pytest.approx(s["tpot_ms"]["mean"], abs=0.002), s["itl_ms"]
+    assert all(r["content_us"][-1] / 1000 >= ttft + (tokens - 1) * gap - early for r in recs)
+    lag = s["client_lag_ms"]  # the send stamps were read through TLS too
+    assert lag is not None and 0 <= lag["p50"] <= lag["p99"] <= lag["max"], lag
 
 
 def test_load_run_counts_an_untrusted_certificate_by_kind(tls, monkeypatch, tmp_path) -> None:
@@ -142,7 +171,7 @@ def test_serve_command_speaks_https(tmp_path, monkeypatch) -> None:
         finally:
             runner.close()
         assert result.capture is not None and result.capture.status == 200
-        assert result.findings == []
+        assert result.findings == [] and REBUILT["openai:plain"](result.message)
     finally:
         proc.terminate()
         proc.wait(10)

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import __version__
+from .endpoints import KEY_ENV
 from .load.cli import duration, positive_int
 from .redact import is_secret_name, looks_like_key, redact, register_secret
 from .rules import catalogue
@@ -35,6 +36,8 @@ from .suite_options import OPTIONS
 
 __all__ = ["main"]
 
+# the environment variables a key may come from (masked in check's output too)
+_KEY_VARS = tuple(dict.fromkeys(v for names in KEY_ENV.values() for v in names))
 # streamproof run's own names for plugin options whose pytest names would clash with pytest's
 _RENAMED = {"select": "select-rules", "ignore": "ignore-rules", "config": "streamproof-config"}
 _MARK = {"pass": "ok", "fail": "FAIL", "warn": "warn", "skip": "skip", "waived": "waived"}
@@ -278,6 +281,7 @@ def _cmd_diff(args: argparse.Namespace) -> int:
 
 def _cmd_serve(args: argparse.Namespace) -> int:
     from .server import FAULTS, Timing, fault_table, run_server
+    from .server.timing import TimingError
 
     if args.list_faults:
         for row in fault_table():
@@ -285,9 +289,16 @@ def _cmd_serve(args: argparse.Namespace) -> int:
             print(f"{row['name']:36} {row['api']:9} {row['scenario']:14} {rules}")
             print(f"{'':36} {row['description']}")
         return 0
-    timing = Timing(
-        ttft_ms=args.ttft_ms, gap_ms=args.gap_ms, tokens_per_chunk=args.tokens_per_chunk
-    )
+    try:
+        timing = Timing(
+            ttft_ms=args.ttft_ms,
+            gap_ms=args.gap_ms,
+            tokens_per_chunk=args.tokens_per_chunk,
+            ttfb_ms=args.ttfb_ms,
+        )
+    except TimingError as exc:
+        _err(f"streamproof serve: {exc}")
+        return 2
     key = None if args.no_auth else args.api_key or DEFAULT_API_KEY
     context = None
     if args.tls_cert:
@@ -323,6 +334,8 @@ def _cmd_serve(args: argparse.Namespace) -> int:
 def _cmd_check(args: argparse.Namespace) -> int:
     from .engine import check_file
 
+    for secret in (*args.secret, *map(os.environ.get, _KEY_VARS)):
+        register_secret(secret)
     path = Path(args.file)
     if not path.exists():
         _err(f"streamproof: no such file: {path}")
@@ -346,9 +359,9 @@ def _cmd_check(args: argparse.Namespace) -> int:
     for finding in findings:
         if args.json:
             out = {k: v for k, v in finding.as_dict().items() if k != "excerpt"}
-            print(json.dumps(out))
+            print(redact(json.dumps(out)))
         else:
-            print(finding)
+            print(redact(str(finding)))
     if not args.json:
         must = sum(f.level == "MUST" for f in findings)
         print(f"{cap.events_total} events, {len(findings)} finding(s), {must} MUST")
@@ -458,6 +471,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="time between chunks, ms (default 2)")  # fmt: skip
     serve.add_argument("--tokens-per-chunk", type=positive_int, default=1,
                        help="words per content chunk (default 1)")  # fmt: skip
+    serve.add_argument("--ttfb-ms", type=float, default=0.0,
+                       help="time to a stream's response headers, ms, at most --ttft-ms "
+                       "(default 0: at once)")  # fmt: skip
     serve.add_argument("--list-faults", action="store_true", help="list the injectable faults")
     serve.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate (chain)")
     serve.add_argument("--tls-key", help="its PEM private key (if not in the --tls-cert file)")
@@ -474,6 +490,10 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("--request", help="JSON file with the request body that produced it "
                        "(default: from the sidecar, else inferred from the stream)")  # fmt: skip
     check.add_argument("--json", action="store_true", help="one JSON finding per line")
+    check.add_argument("--secret", action="append", default=[], metavar="TEXT",
+                       help="a value to mask in the output, e.g. the key of the recorded "
+                       "request, in case the server echoed it (repeatable; the keys in "
+                       f"{', '.join(_KEY_VARS)} are masked without it)")  # fmt: skip
 
     from .load.cli import LOCUST_EPILOG
     from .load.cli import add_arguments as add_load_arguments

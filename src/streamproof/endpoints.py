@@ -6,11 +6,16 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final
 
-__all__ = ["ANTHROPIC_VERSION", "APIS", "API_PATHS", "request_headers"]
+__all__ = ["ANTHROPIC_VERSION", "APIS", "API_PATHS", "KEY_ENV", "request_headers"]
 
 APIS: Final = ("openai", "anthropic")
 API_PATHS: Final = {"openai": "/chat/completions", "anthropic": "/messages"}
 ANTHROPIC_VERSION: Final = "2023-06-01"
+# Where a key comes from when none is given: the first of these that is set.
+KEY_ENV: Final = {
+    "openai": ("STREAMPROOF_API_KEY", "OPENAI_API_KEY"),
+    "anthropic": ("STREAMPROOF_API_KEY", "ANTHROPIC_API_KEY"),
+}
 
 
 def request_headers(

@@ -11,8 +11,8 @@ Without a model, ``GET {base}/models`` names one (the first it lists).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any, Final
+from collections.abc import Callable, Iterable
+from typing import Any, Final, TypeVar
 
 import httpx
 import orjson
@@ -29,6 +29,10 @@ KEY_HINT: Final = {
 }
 _NOT_SERVED: Final = (404, 405, 501)
 _BODY_PEEK: Final = 4096
+# A connection the server broke is tried again this many times, as the official SDKs do
+# (max_retries=2): one dropped connection of a flaky server is no setup mistake.
+_RETRIES: Final = 2
+_T = TypeVar("_T")
 
 
 class SetupError(Exception):
@@ -58,6 +62,19 @@ def _unreachable(where: str, exc: httpx.HTTPError, timeouts: Timeouts) -> Unreac
                        "transport.broken")  # fmt: skip
 
 
+def _send(call: Callable[[], _T], where: str, timeouts: Timeouts) -> _T:
+    """``call()``, again after a broken connection (up to :data:`_RETRIES` times); a
+    refused connection or a timeout is final at once."""
+    for attempt in range(_RETRIES + 1):
+        try:
+            return call()
+        except httpx.HTTPError as exc:
+            final = isinstance(exc, httpx.TimeoutException | httpx.ConnectError)
+            if final or attempt == _RETRIES or not isinstance(exc, httpx.TransportError):
+                raise _unreachable(where, exc, timeouts) from None
+    raise AssertionError("unreachable")  # the loop returns or raises
+
+
 def _client(timeouts: Timeouts) -> httpx.Client:
     timeout = httpx.Timeout(
         connect=timeouts.connect,
@@ -74,11 +91,8 @@ def discover_model(base_url: str, headers: dict[str, str], timeouts: Timeouts) -
     """The first model ``GET {base}/models`` lists; a :class:`SetupError` says why not."""
     url = base_url.rstrip("/") + "/models"
     where = redact(url)
-    try:
-        with _client(timeouts) as client:
-            response = client.get(url, headers=headers)
-    except httpx.HTTPError as exc:
-        raise _unreachable(where, exc, timeouts) from None
+    with _client(timeouts) as client:
+        response = _send(lambda: client.get(url, headers=headers), where, timeouts)
     if response.status_code in (401, 403):
         raise SetupError(
             f"GET {where} was refused ({response.status_code}): check the key, or name the "
@@ -141,18 +155,19 @@ def _answer(
     else why it does not: the line of a :class:`SetupError` (unless the API is left out)."""
     where = redact(url)
     url_has_v1 = "/v1/" in url
-    try:
+
+    def send() -> tuple[int, str, bytes]:
         with client.stream("POST", url, headers=headers, json=body) as response:
-            status = response.status_code
             media = response.headers.get("content-type", "").split(";")[0].strip().lower()
             peek = b""
-            if not 200 <= status < 300:  # a stream is the rules' business: not read here
+            if not response.is_success:  # a stream is the rules' business: not read here
                 for piece in response.iter_raw():
                     peek += piece
                     if len(peek) >= _BODY_PEEK:
                         break
-    except httpx.HTTPError as exc:
-        raise _unreachable(where, exc, timeouts) from None
+            return response.status_code, media, peek
+
+    status, media, peek = _send(send, where, timeouts)
     if status in (401, 403):
         if given_key:
             return f"the endpoint refused the key ({status}): check {KEY_HINT[api]}"

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from ..capture import Timeouts
-from ..endpoints import request_headers
+from ..endpoints import KEY_ENV, request_headers
 from ..redact import register_secret
 from ..server import DEFAULT_MODEL
 from ..suite_options import parse_header
@@ -28,7 +28,6 @@ from .metrics import Slo
 __all__ = [
     "API_CHOICES",
     "HEADERS_ENV",
-    "KEY_ENV",
     "PROMPT_CHOICES",
     "SHAPE_CHOICES",
     "Settings",
@@ -43,11 +42,6 @@ API_CHOICES: Final = ("openai", "anthropic", "mixed")
 PROMPT_CHOICES: Final = ("short", "long", "synthetic", "jsonl", "sharegpt")
 SHAPE_CHOICES: Final = ("none", "step", "ramp", "spike")
 ARRIVAL_CHOICES: Final = ("poisson", "constant")
-# Where the key comes from when --api-key is empty: the first of these that is set.
-KEY_ENV: Final = {
-    "openai": ("STREAMPROOF_API_KEY", "OPENAI_API_KEY"),
-    "anthropic": ("STREAMPROOF_API_KEY", "ANTHROPIC_API_KEY"),
-}
 LOAD_DIR: Final = "reports/load"
 _DURATION = re.compile(r"^(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m)?(?:(\d+(?:\.\d+)?)s?)?$")
 # Extra request headers (a JSON list of "Name: value"), passed to Locust in the environment:

@@ -31,12 +31,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Final
 
-from ..endpoints import APIS
+from ..endpoints import APIS, KEY_ENV
 from ..redact import redact, register_secret
 from .args import (
     API_CHOICES,
     HEADERS_ENV,
-    KEY_ENV,
     PROMPT_CHOICES,
     SHAPE_CHOICES,
     parse_duration,
@@ -308,8 +307,12 @@ def _target(args: argparse.Namespace) -> Iterator[tuple[str, dict[str, str], str
         yield args.host, env, _preflight(args, args.host, key)
         return
     from ..server import DEFAULT_API_KEY, ReferenceServer, Timing
+    from ..server.timing import TimingError
 
-    timing = Timing(args.ttft_ms, args.gap_ms, args.tokens_per_chunk)
+    try:
+        timing = Timing(args.ttft_ms, args.gap_ms, args.tokens_per_chunk)
+    except TimingError as exc:
+        raise _Usage(str(exc)) from None
     faults = tuple(f.strip() for f in args.fault.split(",") if f.strip())
     with ReferenceServer(stall_cap_s=max(30.0, parse_duration(args.duration) + GRACE_S)) as srv:
         env["STREAMPROOF_API_KEY"] = args.api_key or DEFAULT_API_KEY
@@ -361,13 +364,13 @@ def run(args: argparse.Namespace) -> int:
     seconds = parse_duration(args.duration)
     summary_path = Path(args.summary_json) if args.summary_json else run_folder() / "summary.json"
     out_dir = summary_path.parent
-    out_dir.mkdir(parents=True, exist_ok=True)
-    with contextlib.suppress(FileNotFoundError):
-        summary_path.unlink()
     interrupted = False
     try:
         with _target(args) as (host, env, model):
             register_secret(env.get("STREAMPROOF_API_KEY"))
+            out_dir.mkdir(parents=True, exist_ok=True)  # only once the target is set up
+            with contextlib.suppress(FileNotFoundError):
+                summary_path.unlink()
             log_path = out_dir / "locust.log"
             with log_path.open("wb") as log:
                 sink: Any = None if args.verbose else log

@@ -25,6 +25,7 @@ from __future__ import annotations
 import json
 import random
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Final
 
@@ -45,7 +46,7 @@ LIVE_SAMPLE: Final = 20_000
 _LINK_SCRIPT: Final = '<script src="./streamproof/static/tab-link.js"></script>'
 
 
-def _sample(values: list[float]) -> list[float]:
+def _sample(values: Sequence[float]) -> Sequence[float]:
     """At most ``LIVE_SAMPLE`` of the raw samples, uniformly: the live table must not stall
     the process that is taking stamps (the summary uses every sample)."""
     if len(values) <= LIVE_SAMPLE:

@@ -149,7 +149,8 @@ class App:
 def _plan(reply: Reply, faults: FaultSet, timing: Timing, keep_alive: bool, stamps: bool) -> Plan:
     if reply.events is not None:
         offsets = event_offsets(len(reply.events), timing, reply.ticks)
-        frames = [Frame(0, b"", HEAD), *map(Frame, offsets, reply.events)]
+        head = Frame(int(timing.ttfb_ms * 1_000_000), b"", HEAD)
+        frames = [head, *map(Frame, offsets, reply.events)]
     else:
         frames = [Frame(0, b"", HEAD), Frame(0, reply.body, DATA)]
     frames = faults.frames(frames, timing)

@@ -29,17 +29,26 @@ class TimingError(ValueError):
 class Timing:
     """How fast a stream flows. The defaults are quick (a conformance run stays short) yet
     slow enough that the suite's ``http.incremental`` burst heuristic sees a spread-out
-    stream: the first content waits >= 20 ms and five content events span >= 8 ms."""
+    stream: the first content waits >= 20 ms and five content events span >= 8 ms.
+    ``ttfb_ms``: when a stream's response headers go (at once by default, as most servers
+    do; a server that waits for the first token sends them later), never after its first
+    event."""
 
     ttft_ms: float = 20.0
     gap_ms: float = 2.0
     tokens_per_chunk: int = 1
+    ttfb_ms: float = 0.0
 
     def __post_init__(self) -> None:
-        for name in ("ttft_ms", "gap_ms"):
+        for name in ("ttft_ms", "gap_ms", "ttfb_ms"):
             value = getattr(self, name)
             if not 0 <= value <= _MAX_MS:
                 raise TimingError(f"{name} must be between 0 and {_MAX_MS:g}, not {value}")
+        if self.ttfb_ms > self.ttft_ms:
+            raise TimingError(
+                f"ttfb_ms ({self.ttfb_ms:g}) must not exceed ttft_ms ({self.ttft_ms:g}): the "
+                "headers go before the first token"
+            )
         if not 1 <= self.tokens_per_chunk <= _MAX_TOKENS_PER_CHUNK:
             raise TimingError(
                 f"tokens_per_chunk must be between 1 and {_MAX_TOKENS_PER_CHUNK}, "
@@ -48,7 +57,8 @@ class Timing:
 
     @classmethod
     def parse(cls, spec: str, base: Timing | None = None) -> Timing:
-        """``"ttft_ms=100,gap_ms=10,tokens_per_chunk=1"``; keys left out keep ``base``'s value."""
+        """``"ttft_ms=100,gap_ms=10,tokens_per_chunk=1,ttfb_ms=50"``; keys left out keep
+        ``base``'s value."""
         known = {f.name for f in fields(cls)}
         changes: dict[str, float | int] = {}
         for item in filter(None, (part.strip() for part in spec.split(","))):
@@ -66,10 +76,11 @@ class Timing:
 
     def spec(self) -> str:
         """The inverse of :meth:`parse` (for URLs and headers)."""
-        return (
+        spec = (
             f"ttft_ms={self.ttft_ms:g},gap_ms={self.gap_ms:g},"
             f"tokens_per_chunk={self.tokens_per_chunk}"
         )
+        return spec + (f",ttfb_ms={self.ttfb_ms:g}" if self.ttfb_ms else "")
 
 
 def event_offsets(count: int, timing: Timing, ticks: Sequence[int] | None = None) -> list[int]:

@@ -25,6 +25,7 @@ from ..endpoint import Reply, StreamInfo, dumps_with_raw
 from .base import ChunkEdit, Fault
 from .hostile import ANTHROPIC_RULES as HOSTILE_ANTHROPIC_RULES
 from .hostile import HOSTILE_FAULTS
+from .leak import leak_in_reply, leak_text, remember_key
 from .wire import ANTHROPIC_RULES as WIRE_ANTHROPIC_RULES
 from .wire import (
     WIRE_FAULTS,
@@ -186,10 +187,18 @@ def _text_start_missing_text(items: Items, info: StreamInfo) -> Items:
     return _map(items, "content_block_start", edit)
 
 
+def _text_deltas(items: Items) -> list[int]:
+    """Positions of the text deltas (none in a stream of tool calls only)."""
+    return [i for i, item in enumerate(items) if _is(item, "content_block_delta")
+            and item["delta"]["type"] == "text_delta"]  # fmt: skip
+
+
 def _delta_type_mismatch(items: Items, info: StreamInfo) -> Items:
     """The second text piece sent as an input_json_delta inside the text block: the SDK
     ignores a delta that does not fit its block, and that piece of the text is lost."""
-    positions = _content(items, "text_delta")
+    positions = _text_deltas(items)
+    if not positions:
+        return items
     p = positions[min(1, len(positions) - 1)]
     text = items[p]["delta"]["text"]
     wrong = {**items[p], "delta": {"type": "input_json_delta", "partial_json": text}}
@@ -280,6 +289,16 @@ def _overloaded_midstream(items: Items, info: StreamInfo) -> Items:
     return _after_error(items, _error("overloaded_error", "Overloaded"), rest=False)
 
 
+def _leak_key(items: Items, info: StreamInfo) -> Items:
+    """The key quoted in the first text delta and, after three deltas, in an api_error
+    event's message, which ends the stream."""
+    for first in _text_deltas(items)[:1]:
+        item = items[first]
+        delta = {**item["delta"], "text": item["delta"]["text"] + leak_text()}
+        items = [*items[:first], {**item, "delta": delta}, *items[first + 1 :]]
+    return _after_error(items, _error("api_error", "upstream failed" + leak_text()), rest=False)
+
+
 def _no_request_id(reply: Reply) -> Reply:
     reply.headers = [(k, v) for k, v in reply.headers if k != "request-id"]
     return reply
@@ -295,10 +314,11 @@ def _wrong_error_type(reply: Reply) -> Reply:
     return reply
 
 
-def _text_delta(items: Items) -> tuple[int, str]:
-    """The first text delta with a non-ASCII character (else the first text delta)."""
-    texts = [(p, items[p]["delta"]["text"]) for p in _content(items, "text_delta")]
-    return next(((p, t) for p, t in texts if not t.isascii()), texts[0])
+def _text_delta(items: Items) -> tuple[int, str] | None:
+    """The first text delta with a non-ASCII character (else the first text delta; None
+    without text)."""
+    texts = [(p, items[p]["delta"]["text"]) for p in _text_deltas(items)]
+    return next(((p, t) for p, t in texts if not t.isascii()), texts[0] if texts else None)
 
 
 def _with_text(item: dict[str, Any], text: str) -> dict[str, Any]:
@@ -308,7 +328,9 @@ def _with_text(item: dict[str, Any], text: str) -> dict[str, Any]:
 def _utf8_split(items: Items, info: StreamInfo) -> Items:
     """A multi-byte character split between two events: its lead byte ends one delta's
     text, its continuation bytes start the next one's."""
-    p, text = _text_delta(items)
+    if (found := _text_delta(items)) is None:
+        return items
+    p, text = found
     if text.isascii():
         text += "é"
     at = next(i for i, ch in enumerate(text) if not ch.isascii())
@@ -321,7 +343,9 @@ def _utf8_split(items: Items, info: StreamInfo) -> Items:
 
 def _invalid_utf8(items: Items, info: StreamInfo) -> Items:
     """A text delta ending in the byte 0xFF, which UTF-8 never uses."""
-    p, text = _text_delta(items)
+    if (found := _text_delta(items)) is None:
+        return items
+    p, text = found
     raw = dumps_with_raw(_with_text(items[p], text + _RAW_A), {_RAW_A: b"\xff"})
     return [*items[:p], Raw("content_block_delta", raw), *items[p + 1 :]]
 
@@ -439,6 +463,11 @@ def _faults() -> tuple[Fault, ...]:
               "valid edge: after three deltas a well-formed overloaded_error event ends the "
               "stream, as the real API sends it; the SDK raises it as APIStatusError",
               chunks=_overloaded_midstream),
+        Fault("leak-key", "anthropic", (), "plain",
+              "the key echoed in debug headers, the text, error bodies and a mid-stream "
+              "api_error (as given, URL-encoded, base64; JSON-escaped on the wire): nothing "
+              "the suite writes may hold it", request=remember_key, chunks=_leak_key,
+              reply=leak_in_reply),
         # encoding
         Fault("utf8-split", "anthropic", ("sse.utf8", "sdk.anthropic-accumulate"), "plain",
               "a multi-byte character split between two events (the SDK's strict decode "

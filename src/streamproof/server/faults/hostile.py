@@ -29,7 +29,6 @@ __all__ = [
     "FLOOD_EVENTS",
     "HOSTILE_FAULTS",
     "HUGE_LINE_BYTES",
-    "REDIRECT_HOST",
 ]
 
 HUGE_LINE_BYTES: Final = 100 * 1024 * 1024  # one line of 100 MiB
@@ -44,7 +43,6 @@ FIREHOSE_BLOCKS: Final = 1_000_000  # a billion events: it never ends within any
 _FLOOD_GAP_NS: Final = 10_000
 DEEP_LEVELS: Final = 100_000
 HUGE_DIGITS: Final = 10_000
-REDIRECT_HOST: Final = "127.0.0.2"  # another loopback origin (same port as the request's)
 
 _HTML: Final = (
     b"<!DOCTYPE html>\n<html>\n<head><title>%d %s</title></head>\n<body>\n"
@@ -194,16 +192,18 @@ def _remember_host(req: Request, ctx: Context) -> Request:
 
 
 def _redirect(reply: Reply) -> Reply:
-    """307 to the same path on another origin (another loopback address, same port)."""
+    """307 to the same path on another origin: the same host, the next port (an address that
+    binds everywhere, unlike a second loopback address)."""
     if reply.events is None:
         return reply
-    port = _HOST.get().rpartition(":")[2]
-    port = port if port.isdigit() else "80"
+    host, _, port = _HOST.get().rpartition(":")
+    if not port.isdigit():
+        host, port = _HOST.get(), "80"
     reply.status = 307
     reply.events = None
     reply.ticks = None
     reply.headers = [(k, v) for k, v in reply.headers if k not in ("content-type",)]
-    reply.set_header("location", f"http://{REDIRECT_HOST}:{port}/v1/chat/completions")
+    reply.set_header("location", f"http://{host}:{int(port) + 1}/v1/chat/completions")
     reply.set_header("content-type", "text/plain")
     reply.body = b"moved\n"
     return reply
@@ -273,8 +273,8 @@ HOSTILE_FAULTS: Final = (
           "the stream is answered 502 Bad Gateway with an nginx HTML page",
           reply=_html(502, b"Bad Gateway")),
     Fault("redirect-cross-origin", "any", ("http.status",), "plain",
-          f"the stream is answered 307 to the same path on http://{REDIRECT_HOST} (another "
-          "origin): a client must not follow it with the key", request=_remember_host,
+          "the stream is answered 307 to the same path on the next port (another origin): "
+          "a client must not follow it with the key", request=_remember_host,
           reply=_redirect),
     Fault("deep-json", "any", ("{api}.data-json", "sdk.{api}-accumulate"), "plain",
           f"after the first event, a payload nested {DEEP_LEVELS} arrays deep (the SDKs' "

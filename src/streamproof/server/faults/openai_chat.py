@@ -20,6 +20,7 @@ from ..openai_chat import DONE
 from ..send import EVENT, Frame
 from ..timing import Timing
 from .base import ChunkEdit, Fault
+from .leak import leak_in_reply, leak_text, remember_key
 from .wire import (
     accept_any_key,
     drop_tools,
@@ -373,6 +374,21 @@ def _midstream_error_malformed(items: Items, info: StreamInfo) -> Items:
     return [*items[: p + 1], {"error": error}, DONE]
 
 
+def _leak_key(items: Items, info: StreamInfo) -> Items:
+    """The key quoted in the first content chunk's text and, after three content chunks, in
+    a well-formed error's message; then ``[DONE]``."""
+    positions = _content_positions(items)
+    p = positions[min(2, len(positions) - 1)]
+    first = positions[0]
+    choice = _choice(items[first])
+    if choice is not None and isinstance(choice["delta"].get("content"), str):
+        delta = {**choice["delta"], "content": choice["delta"]["content"] + leak_text()}
+        items = [*items[:first], _with_delta(items[first], delta), *items[first + 1 :]]
+    error = {"message": "upstream failed" + leak_text(), "type": "server_error", "param": None,
+             "code": None}  # fmt: skip
+    return [*items[: p + 1], {"error": error}, DONE]
+
+
 def _text_chunk(items: Items) -> tuple[int, str]:
     """The first content chunk with a non-ASCII character (else the first content chunk)."""
     texts = [
@@ -530,6 +546,10 @@ OPENAI_FAULTS: Final = (
           "sdk.openai-accumulate"), "plain",
           "after three content chunks an error object without a message, then [DONE]",
           chunks=_midstream_error_malformed),
+    Fault("leak-key", "openai", (), "plain",
+          "the key echoed in debug headers, the text, error bodies and a mid-stream error "
+          "(as given, URL-encoded, base64; JSON-escaped on the wire): nothing the suite "
+          "writes may hold it", request=remember_key, chunks=_leak_key, reply=leak_in_reply),
     # encoding
     Fault("utf8-split", "openai", ("sse.utf8", "sdk.openai-accumulate"), "plain",
           "a multi-byte character split between two events", chunks=_utf8_split),
