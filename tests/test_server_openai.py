@@ -362,12 +362,18 @@ def _error(r: httpx.Response) -> dict[str, Any]:
         ({"authorization": "Basic abc"}, {}, 401, "invalid_api_key", None),
         (AUTH, {"model": "streamproof-no-such-model"}, 404, "model_not_found", None),
         (AUTH, {"messages": None}, 400, "missing_required_parameter", "messages"),
-        (AUTH, {"messages": []}, 400, "invalid_value", "messages"),
-        (AUTH, {"n": 0}, 400, "invalid_value", "n"),
-        (AUTH, {"max_tokens": "5"}, 400, "invalid_value", "max_tokens"),
-        (AUTH, {"stop": ["a", "b", "c", "d", "e"]}, 400, "invalid_value", "stop"),
+        (AUTH, {"messages": []}, 400, "empty_array", "messages"),
+        (AUTH, {"n": 0}, 400, "integer_below_min_value", "n"),
+        (AUTH, {"max_tokens": "5"}, 400, "invalid_type", "max_tokens"),
+        (AUTH, {"stop": ["a", "b", "c", "d", "e"]}, 400, "array_above_max_length", "stop"),
         (AUTH, {"stream_options": {"include_usage": True}}, 400, "invalid_value", "stream_options"),
-        (AUTH, {"tools": [{"type": "function"}]}, 400, "invalid_value", "tools"),
+        (
+            AUTH,
+            {"tools": [{"type": "function"}]},
+            400,
+            "missing_required_parameter",
+            "tools[0].function",
+        ),
         (
             AUTH,
             {

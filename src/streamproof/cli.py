@@ -300,6 +300,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         _err(f"streamproof serve: {exc}")
         return 2
     key = None if args.no_auth else args.api_key or DEFAULT_API_KEY
+    script = None
+    if args.script:
+        from .server.script import Script, ScriptError
+
+        try:
+            script = Script.load(args.script)
+        except ScriptError as exc:
+            _err(f"streamproof serve: script {exc}")
+            return 2
     context = None
     if args.tls_cert:
         import ssl
@@ -318,12 +327,15 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         else:
             print(f"  key: {key}  (Authorization: Bearer, or x-api-key)", flush=True)
         print(f"  faults: put /fault/<name> before /v1 ({len(FAULTS)} faults: --list-faults)")
+        if script is not None:
+            print(f"  script: {len(script)} rule(s) from {args.script}", flush=True)
         print(f"  try: streamproof run --base-url {base_url}" + ("" if key is None else
               f" --api-key {key}"))  # fmt: skip
         print("ready; Ctrl-C stops it", flush=True)
 
     try:
-        run_server(args.host, args.port, key, timing, on_ready=ready, ssl_context=context)
+        run_server(args.host, args.port, key, timing, on_ready=ready, ssl_context=context,
+                   script=script)  # fmt: skip
     except OSError as exc:
         reason = os.strerror(exc.errno) if exc.errno else str(exc)
         _err(f"streamproof serve: cannot listen on {args.host}:{args.port}: {reason}")
@@ -477,6 +489,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--list-faults", action="store_true", help="list the injectable faults")
     serve.add_argument("--tls-cert", help="serve HTTPS with this PEM certificate (chain)")
     serve.add_argument("--tls-key", help="its PEM private key (if not in the --tls-cert file)")
+    serve.add_argument("--script", metavar="FILE", help="scripted replies (JSON or YAML): "
+                       "match the last user message or the tools, answer with text, tool "
+                       "calls, reasoning, usage, timing and faults (README: mock LLM)")  # fmt: skip
 
     check = sub.add_parser(
         "check",

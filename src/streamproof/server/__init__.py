@@ -36,6 +36,7 @@ error_reply)``; add it to
 from .endpoint import DEFAULT_API_KEY, DEFAULT_MODEL, MODELS
 from .faults import FAULTS, HUGE_EVENT_BYTES, Fault, fault_table
 from .reference import DEFAULT_HOST, DEFAULT_PORT, STALL_CAP_S, ReferenceServer, run_server
+from .script import Script, ScriptError
 from .timing import SendStats, Timing
 
 __all__ = [
@@ -49,6 +50,8 @@ __all__ = [
     "STALL_CAP_S",
     "Fault",
     "ReferenceServer",
+    "Script",
+    "ScriptError",
     "SendStats",
     "Timing",
     "fault_table",

@@ -20,11 +20,14 @@ with the last delta before them (``Reply.ticks``).
 Deterministic choices worth knowing: ``thinking: {"type": "enabled"}`` puts a thinking block
 (a fixed reflection on the prompt, then one ``signature_delta``) before the answer. With
 ``tools`` and ``tool_choice`` other than ``none`` the answer is one ``tool_use`` block (a forced
-tool: that one; ``any`` / ``auto``: the first tool, after a one-sentence text block for
-``auto``) with stop reason ``tool_use`` — unless the last user turn holds a ``tool_result``,
-which is answered in text. A word is a token; a tool call costs one token for its head plus
-one per 6-character input fragment; thinking words count too, so ``max_tokens`` cuts anywhere.
-The ``x-streamproof-pings`` header moves the pings (:func:`parse_pings`).
+tool: that one; ``any`` / ``auto``: the tool the last user message names, else the first, after
+a one-sentence text block for ``auto``) with stop reason ``tool_use`` — unless the last user
+turn holds a ``tool_result`` and the choice is ``auto``: that is answered in text, so an agent
+loop ends. A word is a token; a tool call costs one token for its head plus one per
+6-character input fragment; thinking words count too, so ``max_tokens`` cuts anywhere. The
+``x-streamproof-pings`` header moves the pings (:func:`parse_pings`). Requests are checked as
+Anthropic checks them (``anthropic_request.py``); ``POST /v1/messages/count_tokens`` counts the
+input as ``message_start`` reports it; a scripted reply (``script.py``) replaces the answer.
 """
 
 from __future__ import annotations
@@ -34,25 +37,38 @@ import hashlib
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, NamedTuple
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import orjson
 
 from ..validators.anthropic_messages import ERROR_TYPE_BY_STATUS
+from .anthropic_request import checked_request
 from .endpoint import (
-    MODELS,
     Api,
     Context,
     Reply,
     Request,
     RequestError,
     StreamInfo,
+    Turn,
     json_reply,
     new_id,
     sse_event,
     stream_reply,
 )
-from .text import answer_text, arguments_for, cut_at_stop, message_text, split_pieces, tokens_of
+from .instances import instance_for
+from .text import (
+    answer_text,
+    cut_at_stop,
+    message_text,
+    named_tool,
+    question,
+    split_pieces,
+    tokens_of,
+)
+
+if TYPE_CHECKING:
+    from .script import Scripted
 
 __all__ = [
     "API",
@@ -69,10 +85,6 @@ __all__ = [
 PING: Final = {"type": "ping"}
 PINGS_HEADER: Final = "x-streamproof-pings"
 INPUT_PIECE_CHARS: Final = 6
-THINKING_BUDGET_MIN: Final = 1024
-_MAX_STOPS: Final = 64
-_ROLES: Final = ("user", "assistant")
-_TOOL_CHOICES: Final = ("auto", "any", "tool", "none")
 _CONTENT_FIELDS: Final = {"text_delta": "text", "thinking_delta": "thinking",
                           "input_json_delta": "partial_json"}  # fmt: skip
 
@@ -175,105 +187,32 @@ def _authorize(req: Request, ctx: Context) -> None:
         raise RequestError(401, "invalid x-api-key")
 
 
-def _invalid(message: str) -> None:
-    raise RequestError(400, message)
-
-
-def _checked(req: Request) -> dict[str, Any]:
-    """The request body, or a RequestError naming the first problem."""
-    if not req.headers.get("anthropic-version", "").strip():
-        _invalid("anthropic-version: header is required")
-    try:
-        body = orjson.loads(req.body)
-    except orjson.JSONDecodeError as exc:
-        raise RequestError(400, f"The request body is not valid JSON: {exc}") from None
-    if not isinstance(body, dict):
-        _invalid("The request body must be a JSON object")
-    for key in ("model", "max_tokens", "messages"):
-        if key not in body:
-            _invalid(f"{key}: Field required")
-    if not isinstance(body["model"], str):
-        _invalid("model: Input should be a valid string")
-    limit = body["max_tokens"]
-    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-        _invalid("max_tokens: Input should be an integer greater than or equal to 1")
-    messages = body["messages"]
-    if not isinstance(messages, list) or not messages:
-        _invalid("messages: at least one message is required")
-    for i, m in enumerate(messages):
-        if not (isinstance(m, dict) and m.get("role") in _ROLES):
-            _invalid(f"messages.{i}.role: Input should be 'user' or 'assistant'")
-        if not isinstance(m.get("content"), str | list):
-            _invalid(f"messages.{i}.content: Input should be a valid string or list")
-    if not isinstance(body.get("stream", False), bool):
-        _invalid("stream: Input should be a valid boolean")
-    stops = body.get("stop_sequences")
-    if stops is not None and not (
-        isinstance(stops, list)
-        and len(stops) <= _MAX_STOPS
-        and all(isinstance(s, str) for s in stops)
-    ):
-        _invalid(f"stop_sequences: Input should be a list of at most {_MAX_STOPS} strings")
-    system = body.get("system")
-    if system is not None and not isinstance(system, str | list):
-        _invalid("system: Input should be a valid string or list of text blocks")
-    _check_tools(body)
-    _check_thinking(body)
-    if body["model"] not in MODELS:
-        raise RequestError(404, f"model: {body['model']}")
-    return body
-
-
-def _check_tools(body: Mapping[str, Any]) -> None:
-    tools = body.get("tools")
-    if tools is not None and not (
-        isinstance(tools, list)
-        and all(isinstance(t, dict) and isinstance(t.get("name"), str) for t in tools)
-    ):
-        _invalid("tools: Input should be a list of tools with a name")
-    names = [t["name"] for t in tools or []]
-    choice = body.get("tool_choice")
-    if choice is None:
-        return
-    if not isinstance(choice, dict) or choice.get("type") not in _TOOL_CHOICES:
-        _invalid("tool_choice.type: Input should be 'auto', 'any', 'tool' or 'none'")
-    if choice["type"] in ("any", "tool") and not names:
-        _invalid(f"tool_choice: {choice['type']!r} needs tools")
-    if choice["type"] == "tool" and choice.get("name") not in names:
-        _invalid(f"tool_choice.name: {choice.get('name')!r} is not one of the tools")
-
-
-def _check_thinking(body: Mapping[str, Any]) -> None:
-    thinking = body.get("thinking")
-    if thinking is None:
-        return
-    if not isinstance(thinking, dict) or thinking.get("type") not in ("enabled", "disabled"):
-        _invalid("thinking.type: Input should be 'enabled' or 'disabled'")
-    if thinking["type"] == "disabled":
-        return
-    budget = thinking.get("budget_tokens")
-    if not isinstance(budget, int) or isinstance(budget, bool) or budget < THINKING_BUDGET_MIN:
-        _invalid(f"thinking.budget_tokens: Input should be >= {THINKING_BUDGET_MIN}")
-    if budget >= body["max_tokens"]:
-        _invalid("`max_tokens` must be greater than `thinking.budget_tokens`")
-    if (body.get("tool_choice") or {}).get("type") in ("any", "tool"):
-        _invalid("Thinking may not be enabled when tool_choice forces tool use.")
-
-
 # -- the answer --------------------------------------------------------------------------------
 
 
-def _prompt(body: Mapping[str, Any]) -> tuple[str, bool]:
-    """The text of the last user turn, and whether that turn returns a tool result."""
-    user = [m for m in body["messages"] if m["role"] == "user"]
-    content = user[-1]["content"] if user else ""
-    result = isinstance(content, list) and any(
-        isinstance(part, dict) and part.get("type") == "tool_result" for part in content
+def turn(body: Any) -> Turn | None:
+    """Where the conversation of a (not yet checked) request body stands."""
+    messages = body.get("messages") if isinstance(body, dict) else None
+    if not isinstance(messages, list):
+        return None
+    user = [m for m in messages if isinstance(m, dict) and m.get("role") == "user"]
+    content = user[-1].get("content") if user else ""
+    parts = [p for p in content if isinstance(p, dict)] if isinstance(content, list) else []
+    result = any(part.get("type") == "tool_result" for part in parts)
+    if result:  # the text of the tool results (and of any text block beside them)
+        content = [
+            *parts,
+            *(
+                {"text": message_text(p.get("content"))}
+                for p in parts
+                if p.get("type") == "tool_result"
+            ),
+        ]
+    tools = body.get("tools") if isinstance(body.get("tools"), list) else []
+    names = frozenset(
+        t["name"] for t in tools if isinstance(t, dict) and isinstance(t.get("name"), str)
     )
-    if result:  # answer the question that led to the tool call
-        texts = [message_text(m["content"]) for m in user]
-        return next((t for t in reversed(texts) if t), ""), True
-    return message_text(content), False
+    return Turn(message_text(content), names, result)
 
 
 def _input_tokens(body: Mapping[str, Any]) -> int:
@@ -293,20 +232,47 @@ def _signature(text: str) -> str:
     return base64.b64encode(hashlib.sha256(text.encode()).digest() * 3).decode()
 
 
-def _tool_called(body: Mapping[str, Any]) -> tuple[Mapping[str, Any] | None, bool]:
+def _tool_called(body: Mapping[str, Any], now: Turn) -> tuple[Mapping[str, Any] | None, bool]:
     """The tool to call (None: answer in text) and whether a text preamble goes first."""
     tools = body.get("tools") or []
     choice = body.get("tool_choice") or {"type": "auto"}
-    if not tools or choice["type"] == "none":
+    if not tools or choice["type"] == "none" or (choice["type"] == "auto" and now.tool_result):
         return None, False
-    if choice["type"] == "tool":
-        return next(t for t in tools if t["name"] == choice["name"]), False
-    return tools[0], choice["type"] == "auto"
+    name = (
+        choice["name"]
+        if choice["type"] == "tool"
+        else named_tool([t["name"] for t in tools], question(body["messages"]))
+    )
+    return next(t for t in tools if t["name"] == name), choice["type"] == "auto"
 
 
-def _generate(body: Mapping[str, Any]) -> _Answer:
+def _generate(body: Mapping[str, Any], scripted: Scripted | None) -> _Answer:
+    if scripted is not None:
+        thinking = tokens_of(scripted.reasoning) if scripted.reasoning else []
+        text = tokens_of(scripted.text) if scripted.text else []
+        calls = [(c.name, c.arguments) for c in scripted.tool_calls]
+        return _planned(body, thinking, text, calls)
+    now = turn(body)
+    assert now is not None  # a checked body has messages
+    prompt = question(body["messages"])
+    enabled = (body.get("thinking") or {}).get("type") == "enabled"
+    thinking = tokens_of(thinking_text(prompt)) if enabled else []
+    tool, preamble = _tool_called(body, now)
+    if tool is None:
+        return _planned(body, thinking, tokens_of(answer_text(prompt)), [])
+    text = tokens_of(f"I will call {tool['name']} for this.") if preamble else []
+    return _planned(body, thinking, text, [(tool["name"], instance_for(tool.get("input_schema")))])
+
+
+def _planned(
+    body: Mapping[str, Any],
+    thinking: list[str],
+    text: list[str],
+    calls: list[tuple[str, Mapping[str, Any]]],
+) -> _Answer:
+    """The blocks of these parts in order, cut at a stop sequence (in the text) or at
+    ``max_tokens`` (anywhere)."""
     budget = body["max_tokens"]
-    prompt, after_tool = _prompt(body)
     blocks: list[_Block] = []
 
     def words(kind: str, tokens: list[str]) -> bool:
@@ -324,29 +290,24 @@ def _generate(body: Mapping[str, Any]) -> _Answer:
         blocks.append(block)
         return len(taken) == len(tokens)
 
-    thinking = (body.get("thinking") or {}).get("type") == "enabled"
-    if thinking and not words("thinking", tokens_of(thinking_text(prompt))):
+    if not words("thinking", thinking):
         return _Answer(blocks, "max_tokens")
-    tool, preamble = (None, False) if after_tool else _tool_called(body)
-    if tool is not None:
-        if preamble and not words("text", tokens_of(f"I will call {tool['name']} for this.")):
-            return _Answer(blocks, "max_tokens")
-        if budget < 1:
-            return _Answer(blocks, "max_tokens")
-        arguments = arguments_for(tool.get("input_schema"), 0)
-        pieces = split_pieces(json.dumps(arguments), INPUT_PIECE_CHARS)
-        budget -= 1
-        cut = len(pieces) > budget
-        blocks.append(
-            _Block("tool_use", pieces[:budget], new_id("toolu_"), tool["name"], arguments)
-        )
-        return _Answer(blocks, "max_tokens" if cut else "tool_use")
-    tokens, matched = cut_at_stop(tokens_of(answer_text(prompt)), body.get("stop_sequences") or [])
-    if not words("text", tokens):
+    text, matched = cut_at_stop(text, body.get("stop_sequences") or [])
+    if not words("text", text):
         return _Answer(blocks, "max_tokens")
     if matched is not None:
         return _Answer(blocks, "stop_sequence", matched)
-    return _Answer(blocks, "end_turn")
+    for name, arguments in calls:
+        if budget < 1:
+            return _Answer(blocks, "max_tokens")
+        pieces = split_pieces(json.dumps(arguments), INPUT_PIECE_CHARS)
+        budget -= 1
+        taken = pieces[:budget]
+        budget -= len(taken)
+        blocks.append(_Block("tool_use", taken, new_id("toolu_"), name, dict(arguments)))
+        if len(taken) < len(pieces):
+            return _Answer(blocks, "max_tokens")
+    return _Answer(blocks, "tool_use" if calls else "end_turn")
 
 
 # -- writing it out ----------------------------------------------------------------------------
@@ -474,12 +435,16 @@ def _message(body: Mapping[str, Any], answer: _Answer, usage: dict[str, int]) ->
 def messages(req: Request, ctx: Context) -> Reply:
     try:
         _authorize(req, ctx)
-        body = _checked(req)
+        body = checked_request(req)
         pings = parse_pings(req.headers.get(PINGS_HEADER))
     except RequestError as exc:
         return error_reply(exc.status, exc.message, exc.code, ctx)
-    answer = _generate(body)
+    answer = _generate(body, ctx.scripted)
     usage = _usage(body, answer.used)
+    if ctx.scripted is not None:
+        for key in ("input_tokens", "output_tokens"):
+            if (given := getattr(ctx.scripted, key)) is not None:
+                usage[key] = given
     if not body.get("stream"):
         return _request_id(json_reply(200, _message(body, answer, usage), ctx), ctx)
     items = ctx.faults.chunks(
@@ -490,4 +455,21 @@ def messages(req: Request, ctx: Context) -> Reply:
     return reply
 
 
-API: Final = Api("anthropic", {"/v1/messages": {"POST": messages}}, error_reply)
+def count_tokens(req: Request, ctx: Context) -> Reply:
+    """``POST /v1/messages/count_tokens``: the input tokens a message would start with."""
+    try:
+        _authorize(req, ctx)
+        body = checked_request(req, counting=True)
+    except RequestError as exc:
+        return error_reply(exc.status, exc.message, exc.code, ctx)
+    return _request_id(json_reply(200, {"input_tokens": _input_tokens(body)}, ctx), ctx)
+
+
+API: Final = Api(
+    "anthropic",
+    {"/v1/messages": {"POST": messages}, "/v1/messages/count_tokens": {"POST": count_tokens}},
+    error_reply,
+    turn,
+    prefixes=("/v1/messages", "/v1/complete"),
+    headers=("anthropic-version", "x-api-key"),
+)

@@ -4,6 +4,8 @@ Per request the path prefixes (``/fault/a,b``, ``/timing/ttft_ms=...``, ``/stamp
 order, before ``/v1``) and the ``x-streamproof-fault`` / ``-timing`` / ``-stamps`` headers
 choose faults, timing and send stamps, so one running server serves a whole test session. A
 fault applies to the requests of its API (``any``: of both); the other API runs clean.
+A script (``script.py``), when the server has one, may answer the request instead of the
+generated answer, adding its own faults and timing (applied after the request's selection).
 Then the layers run in order: request edits, the endpoint (which applies chunk edits), reply
 edits, the timed frames, frame edits; the result is a :class:`Plan` for the sender.
 """
@@ -17,10 +19,13 @@ from http import HTTPStatus
 from typing import Final
 from urllib.parse import unquote
 
+import orjson
+
 from . import anthropic_messages, openai_chat
 from .endpoint import Api, Context, Handler, Reply, Request
 from .faults import FAULTS, Fault, FaultSet, find_fault
 from .faults.wire import PARAMETRIC
+from .script import Script, Scripted
 from .send import DATA, EVENT, HEAD, STALL, Frame, Plan
 from .timing import Timing, TimingError, event_offsets
 
@@ -97,14 +102,21 @@ class App:
     :attr:`errors` (a test can assert it stays empty).
     """
 
-    def __init__(self, api_key: str | None, timing: Timing, apis: Iterable[Api] = APIS) -> None:
+    def __init__(
+        self,
+        api_key: str | None,
+        timing: Timing,
+        apis: Iterable[Api] = APIS,
+        script: Script | None = None,
+    ) -> None:
         self.api_key = api_key
         self.timing = timing
+        self.script = script
         self.errors: list[BaseException] = []
         self._routes: dict[str, tuple[Api, Mapping[str, Handler]]] = {
             path: (api, methods) for api in apis for path, methods in api.routes.items()
         }
-        self._default_api = next(iter(apis))
+        self._apis = tuple(apis)
 
     def plan(self, req: Request) -> Plan:
         try:
@@ -121,10 +133,16 @@ class App:
             allowed = ", ".join(methods)
             return self.refuse(req, 405, f"Method {req.method} not allowed; use {allowed}.",
                                "method_not_allowed", path=sel.path)  # fmt: skip
+        scripted = self._scripted(api, req.body)
+        timing = sel.timing
+        chosen = sel.faults
+        if scripted is not None:
+            chosen += tuple(find_fault(name) for name in scripted.faults)
+            timing = Timing.parse(scripted.timing, timing) if scripted.timing else timing
         # a fault of the other API is left out: one base URL serves a run of both APIs, and
         # the other API's requests run clean
-        faults = FaultSet(tuple(f for f in sel.faults if f.api in ("any", api.name)))
-        ctx = Context(self.api_key, sel.timing, faults)
+        faults = FaultSet(tuple(f for f in chosen if f.api in ("any", api.name)))
+        ctx = Context(self.api_key, timing, faults, scripted)
         req = faults.request(replace(req, path=sel.path), ctx)
         try:
             reply = handler(req, ctx)
@@ -132,15 +150,32 @@ class App:
             _log.exception("endpoint %s %s failed", req.method, sel.path)
             self.errors.append(exc)
             reply = api.error(500, f"internal error: {exc!r}", None, ctx)
-        return _plan(faults.reply(reply), faults, sel.timing, req.keep_alive, sel.stamps)
+        return _plan(faults.reply(reply), faults, timing, req.keep_alive, sel.stamps)
+
+    def _scripted(self, api: Api, raw: bytes) -> Scripted | None:
+        """The script's reply to this request body, if a rule matches (a body that is not
+        a conversation matches nothing: the endpoint refuses it as usual)."""
+        if self.script is None:
+            return None
+        try:
+            turn = api.turn(orjson.loads(raw))
+        except orjson.JSONDecodeError:
+            return None
+        return None if turn is None else self.script.reply_for(api.name, turn)
 
     def refuse(
         self, req: Request, status: int, message: str, code: str | None, *, path: str | None = None
     ) -> Plan:
-        """An error answer in the shape of the API the path belongs to; used by the
+        """An error answer in the shape of the API the request belongs to (its route; for an
+        unknown path, the API that claims it by prefix or header; else the first); used by the
         connection too (malformed request, body too large), which then closes."""
         path = _split(req.target)[0] if path is None else path
-        api = self._routes.get(path, (self._default_api, {}))[0]
+        route = self._routes.get(path)
+        if route is not None:
+            api = route[0]
+        else:
+            claims = (a for a in self._apis if a.claims(path, req.headers))
+            api = next(claims, self._apis[0])
         ctx = Context(self.api_key, self.timing, FaultSet())
         return _plan(api.error(status, message, code, ctx), FaultSet(), self.timing,
                      req.keep_alive, stamps=False)  # fmt: skip

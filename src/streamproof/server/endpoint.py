@@ -19,6 +19,7 @@ from .timing import Timing
 
 if TYPE_CHECKING:
     from .faults.base import FaultSet
+    from .script import Scripted
 
 __all__ = [
     "DEFAULT_API_KEY",
@@ -31,6 +32,7 @@ __all__ = [
     "Request",
     "RequestError",
     "StreamInfo",
+    "Turn",
     "dumps_with_raw",
     "json_reply",
     "new_id",
@@ -78,12 +80,23 @@ class Reply:
 @dataclass(frozen=True, slots=True)
 class Context:
     """Per-request settings: the server's key (None: no auth), the stream timing, the faults
-    selected for this request and its request id."""
+    selected for this request, the scripted reply (None: generate one) and its request id."""
 
     api_key: str | None
     timing: Timing
     faults: FaultSet
+    scripted: Scripted | None = None
     request_id: str = field(default_factory=lambda: new_id("req_"))
+
+
+@dataclass(frozen=True, slots=True)
+class Turn:
+    """Where a conversation stands: what a scripted rule matches on, and what decides
+    whether a tool is called."""
+
+    text: str  # the last turn's text: the user's message, or the tool results it returns
+    tools: frozenset[str]  # the names of the tools offered
+    tool_result: bool  # the last turn returns a tool result
 
 
 Handler = Callable[[Request, Context], Reply]
@@ -99,12 +112,20 @@ class StreamInfo:
 
 @dataclass(frozen=True, slots=True)
 class Api:
-    """One API: its routes by path and method, and how it shapes an error (used for the
-    app's own refusals too: unknown path or fault, body too large)."""
+    """One API: its routes by path and method, how it shapes an error (used for the app's own
+    refusals too: unknown path or fault, body too large), where a conversation stands in a
+    request body (:class:`Turn`, None for a body that is not one), and which requests to an
+    unknown path are its own (by path prefix or by a header only its clients send)."""
 
     name: str
     routes: Mapping[str, Mapping[str, Handler]]
     error: Callable[[int, str, str | None, Context], Reply]  # (status, message, code, ctx)
+    turn: Callable[[Any], Turn | None]
+    prefixes: tuple[str, ...] = ()
+    headers: tuple[str, ...] = ()
+
+    def claims(self, path: str, headers: Mapping[str, str]) -> bool:
+        return path.startswith(self.prefixes) or any(h in headers for h in self.headers)
 
 
 class RequestError(Exception):

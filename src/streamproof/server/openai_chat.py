@@ -7,19 +7,26 @@ delta first, content (or one tool call after another: head fragment with id, typ
 interleaved chunk by chunk; with ``include_usage`` one ``choices: []`` usage chunk; then
 ``[DONE]``. Chunk-level faults edit that list of chunk dicts before it is serialised.
 
-Deterministic choices worth knowing: with ``tools`` and ``tool_choice`` other than
-``"none"`` the answer is always tool calls (a forced function: that one call; otherwise one
-call per tool, or only the first with ``parallel_tool_calls: false``). A tool call costs one
-token for its head plus one per 6-character argument fragment, so ``max_tokens`` can cut it.
+Deterministic choices worth knowing: a forced function (``tool_choice`` naming it) is that
+one call; ``required`` calls every tool (only the first with ``parallel_tool_calls:
+false``); ``auto`` calls the tool the last user message names (its name, or the name with
+spaces for underscores), else the first — unless the conversation ends in a tool result,
+which is answered in text (so an agent loop ends). ``response_format`` ``json_object``
+answers ``{"answer": ...}``, ``json_schema`` a value generated from the schema
+(``instances.py``), streamed in word tokens like any text. A tool call costs one token for its
+head plus one per 6-character argument fragment, so ``max_tokens`` can cut it. Requests are
+checked as OpenAI checks them (``openai_request.py``); a scripted reply (``script.py``)
+replaces the generated answer.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
-from typing import Any, Final
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Final
 
 import orjson
 
@@ -31,28 +38,33 @@ from .endpoint import (
     Request,
     RequestError,
     StreamInfo,
+    Turn,
     json_reply,
     new_id,
     sse_event,
     stream_reply,
 )
+from .instances import instance_for
+from .openai_request import checked_request
 from .text import (
     answer_text,
-    arguments_for,
     cut_at_stop,
     message_text,
+    named_tool,
     prompt_tokens,
+    question,
     split_pieces,
     tokens_of,
 )
+
+if TYPE_CHECKING:
+    from .script import Scripted
 
 __all__ = ["API", "DONE", "error_reply"]
 
 DONE: Final = b"[DONE]"
 FINGERPRINT: Final = "fp_streamproof"
 ARG_PIECE_CHARS: Final = 6
-_MAX_N: Final = 128
-_MAX_STOPS: Final = 4
 _OWNER: Final = "streamproof"
 
 
@@ -69,11 +81,14 @@ class _Choice:
     tokens: list[str]
     calls: list[_Call]
     finish: str
+    reasoning: list[str] = field(default_factory=list)  # streamed as reasoning_content
 
     @property
     def used(self) -> int:
-        """Completion tokens: words, plus per tool call its head and argument fragments."""
-        return len(self.tokens) + sum(1 + len(c.pieces) for c in self.calls)
+        """Completion tokens: reasoning and answer words, plus per tool call its head and
+        argument fragments."""
+        calls = sum(1 + len(c.pieces) for c in self.calls)
+        return len(self.reasoning) + len(self.tokens) + calls
 
 
 def error_reply(
@@ -93,12 +108,15 @@ def error_reply(
 def chat_completions(req: Request, ctx: Context) -> Reply:
     try:
         _authorize(req, ctx)
-        body = _checked(req.body)
+        body = checked_request(req.body)
     except RequestError as exc:
         return error_reply(exc.status, exc.message, exc.code, ctx, param=exc.param)
-    choices = _generate(body)
+    choices = _generate(body, ctx.scripted)
     prompt = prompt_tokens(body["messages"])
     completion = sum(c.used for c in choices)
+    if ctx.scripted is not None:
+        prompt = _given(ctx.scripted.input_tokens, prompt)
+        completion = _given(ctx.scripted.output_tokens, completion)
     usage = {
         "prompt_tokens": prompt,
         "completion_tokens": completion,
@@ -147,124 +165,116 @@ def _authorize(req: Request, ctx: Context) -> None:
         raise RequestError(401, f"Incorrect API key provided: {masked}.", code="invalid_api_key")
 
 
-def _checked(raw: bytes) -> dict[str, Any]:
-    """The request body, or a RequestError naming the first problem (as OpenAI words it)."""
-    try:
-        body = orjson.loads(raw)
-    except orjson.JSONDecodeError:
-        raise RequestError(
-            400,
-            "We could not parse the JSON body of your request. (HINT: This likely means you "
-            "aren't using your HTTP library correctly. The OpenAI API expects a JSON payload, "
-            "but what was sent was not valid JSON.)",
-        ) from None
-    if not isinstance(body, dict):
-        raise RequestError(400, "The request body must be a JSON object.")
-    for key in ("model", "messages"):
-        if key not in body:
-            raise RequestError(
-                400,
-                f"Missing required parameter: '{key}'.",
-                param=key,
-                code="missing_required_parameter",
-            )
-    messages = body["messages"]
-    if not isinstance(messages, list) or not messages:
-        _invalid("messages", "a non-empty array of messages")
-    if not all(isinstance(m, dict) and isinstance(m.get("role"), str) for m in messages):
-        _invalid("messages", "an array of objects with a string 'role'")
-    if not isinstance(body["model"], str):
-        _invalid("model", "a string")
-    _check_int(body, "n", _MAX_N)
-    _check_int(body, "max_tokens")
-    _check_int(body, "max_completion_tokens")
-    stop = body.get("stop")
-    if stop is not None and not isinstance(stop, str):
-        if not (isinstance(stop, list) and len(stop) <= _MAX_STOPS):
-            _invalid("stop", f"a string or an array of at most {_MAX_STOPS} strings")
-        if not all(isinstance(s, str) for s in stop):
-            _invalid("stop", "a string or an array of strings")
-    if body.get("stream_options") is not None:
-        if not body.get("stream"):
-            raise RequestError(
-                400,
-                "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
-                param="stream_options",
-                code="invalid_value",
-            )
-        if not isinstance(body["stream_options"], dict):
-            _invalid("stream_options", "an object")
-    _check_tools(body)
-    if body["model"] not in MODELS:
-        raise RequestError(
-            404,
-            f"The model `{body['model']}` does not exist or you do not have access to it.",
-            code="model_not_found",
-        )
-    return body
-
-
-def _check_int(body: Mapping[str, Any], key: str, most: int = 10**6) -> None:
-    value = body.get(key)
-    if value is not None and (
-        not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= most
-    ):
-        _invalid(key, f"an integer from 1 to {most}")
-
-
-def _check_tools(body: Mapping[str, Any]) -> None:
-    tools = body.get("tools")
-    if tools is None:
-        names: list[str] = []
-    elif isinstance(tools, list) and all(
-        isinstance(t, dict)
-        and t.get("type") == "function"
-        and isinstance(t.get("function"), dict)
-        and isinstance(t["function"].get("name"), str)
-        for t in tools
-    ):
-        names = [t["function"]["name"] for t in tools]
+def turn(body: Any) -> Turn | None:
+    """Where the conversation of a (not yet checked) request body stands."""
+    messages = body.get("messages") if isinstance(body, dict) else None
+    if not isinstance(messages, list):
+        return None
+    messages = [m for m in messages if isinstance(m, dict)]
+    results = list(itertools.takewhile(lambda m: m.get("role") == "tool", reversed(messages)))
+    if results:
+        text = " ".join(message_text(m.get("content")) for m in reversed(results))
     else:
-        _invalid("tools", "an array of {'type': 'function', 'function': {'name': ...}} objects")
-    choice = body.get("tool_choice")
-    if choice is None or choice in ("none", "auto"):
-        return
-    if choice == "required":
-        if not names:
-            _invalid("tool_choice", "'none' when no tools are given")
-        return
-    forced = choice.get("function") if isinstance(choice, dict) else None
-    if not isinstance(forced, dict) or forced.get("name") not in names:
-        _invalid("tool_choice", "'none', 'auto', 'required' or a function named in 'tools'")
-
-
-def _invalid(param: str, expected: str) -> None:
-    raise RequestError(
-        400, f"Invalid value for '{param}': expected {expected}.", param=param, code="invalid_value"
+        user = [m for m in messages if m.get("role") == "user"]
+        text = message_text(user[-1].get("content")) if user else ""
+    tools = body.get("tools") if isinstance(body.get("tools"), list) else []
+    names = (t.get("function") for t in tools if isinstance(t, dict))
+    return Turn(
+        text,
+        frozenset(
+            f["name"] for f in names if isinstance(f, dict) and isinstance(f.get("name"), str)
+        ),
+        bool(results),
     )
 
 
-def _generate(body: Mapping[str, Any]) -> list[_Choice]:
+def _given(value: int | None, counted: int) -> int:
+    return counted if value is None else value
+
+
+def _generate(body: Mapping[str, Any], scripted: Scripted | None) -> list[_Choice]:
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
-    functions = _functions_called(body)
-    user = [m for m in body["messages"] if m.get("role") == "user"]
-    prompt = message_text(user[-1].get("content")) if user else ""
     stop = body.get("stop") or []
     stops = [stop] if isinstance(stop, str) else stop
+    count = body.get("n") or 1
+    if scripted is not None:
+        return [_scripted_choice(k, scripted, limit, stops) for k in range(count)]
+    now = turn(body)
+    assert now is not None  # a checked body has messages
+    functions = _functions_called(body, now)
     out = []
-    for k in range(body.get("n") or 1):
+    for k in range(count):
         if functions:
-            out.append(_calls_choice(k, functions, limit))
-            continue
-        tokens, _ = cut_at_stop(tokens_of(answer_text(prompt, k)), stops)
-        finish = "stop"
-        if limit is not None and len(tokens) > limit:
-            tokens, finish = tokens[:limit], "length"
-        out.append(_Choice(k, tokens, [], finish))
+            calls = [
+                (f["name"], instance_for(f.get("parameters"), j)) for j, f in enumerate(functions)
+            ]
+            out.append(_choice(k, [], [], calls, limit, stops))
+        else:
+            out.append(
+                _choice(
+                    k, [], tokens_of(_answer(body, question(body["messages"]), k)), [], limit, stops
+                )
+            )
     return out
 
 
-def _functions_called(body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
+def _answer(body: Mapping[str, Any], prompt: str, k: int) -> str:
+    """The text answer: plain, or in the requested ``response_format``."""
+    fmt = body.get("response_format") or {}
+    if fmt.get("type") == "json_object":
+        return json.dumps({"answer": answer_text(prompt, k)}, ensure_ascii=False)
+    if fmt.get("type") == "json_schema":
+        schema = fmt["json_schema"].get("schema", {})
+        return json.dumps(instance_for(schema, k), ensure_ascii=False)
+    return answer_text(prompt, k)
+
+
+def _scripted_choice(
+    index: int, scripted: Scripted, limit: int | None, stops: list[str]
+) -> _Choice:
+    reasoning = tokens_of(scripted.reasoning) if scripted.reasoning else []
+    tokens = tokens_of(scripted.text) if scripted.text else []
+    calls = [(c.name, c.arguments) for c in scripted.tool_calls]
+    return _choice(index, reasoning, tokens, calls, limit, stops)
+
+
+def _choice(
+    index: int,
+    reasoning: list[str],
+    tokens: list[str],
+    calls: list[tuple[str, Any]],
+    limit: int | None,
+    stops: list[str],
+) -> _Choice:
+    """A choice of these parts, in sending order, cut at a stop sequence (in the text) or at
+    ``limit`` tokens (anywhere; finish ``length``)."""
+    budget = limit if limit is not None else 10**9
+    choice = _Choice(index, [], [], "tool_calls" if calls else "stop")
+    choice.reasoning = reasoning[:budget]
+    budget -= len(choice.reasoning)
+    text, matched = cut_at_stop(tokens, stops)
+    choice.tokens = text[: max(budget, 0)]
+    budget -= len(choice.tokens)
+    if len(choice.reasoning) < len(reasoning) or len(choice.tokens) < len(text):
+        choice.finish = "length"
+        return choice
+    if matched is not None:
+        choice.finish = "stop"
+        return choice
+    for name, arguments in calls:
+        if budget < 1:
+            choice.finish = "length"
+            break
+        pieces = split_pieces(json.dumps(arguments), ARG_PIECE_CHARS)
+        budget -= 1
+        if len(pieces) > budget:
+            pieces, choice.finish = pieces[:budget], "length"
+        budget -= len(pieces)
+        choice.calls.append(_Call(new_id("call_"), name, pieces))
+    return choice
+
+
+def _functions_called(body: Mapping[str, Any], now: Turn) -> list[Mapping[str, Any]]:
     tools = body.get("tools") or []
     choice = body.get("tool_choice") or "auto"
     if not tools or choice == "none":
@@ -272,25 +282,12 @@ def _functions_called(body: Mapping[str, Any]) -> list[Mapping[str, Any]]:
     functions = [t["function"] for t in tools]
     if isinstance(choice, dict):
         return [f for f in functions if f["name"] == choice["function"]["name"]][:1]
-    return functions if body.get("parallel_tool_calls") is not False else functions[:1]
-
-
-def _calls_choice(index: int, functions: list[Mapping[str, Any]], limit: int | None) -> _Choice:
-    budget = limit if limit is not None else len(functions) * 10**6
-    calls: list[_Call] = []
-    finish = "tool_calls"
-    for j, function in enumerate(functions):
-        if budget < 1:
-            finish = "length"
-            break
-        arguments = json.dumps(arguments_for(function.get("parameters"), j))
-        pieces = split_pieces(arguments, ARG_PIECE_CHARS)
-        budget -= 1
-        if len(pieces) > budget:
-            pieces, finish = pieces[:budget], "length"
-        budget -= len(pieces)
-        calls.append(_Call(new_id("call_"), function["name"], pieces))
-    return _Choice(index, [], calls, finish)
+    if choice == "required":
+        return functions if body.get("parallel_tool_calls") is not False else functions[:1]
+    if now.tool_result:  # auto, after a tool result: answer in text
+        return []
+    named = named_tool([f["name"] for f in functions], question(body["messages"]))
+    return [next(f for f in functions if f["name"] == named)]
 
 
 def _chunks(
@@ -323,18 +320,20 @@ def _chunks(
 
 
 def _deltas(choice: _Choice, per_chunk: int) -> Iterator[tuple[dict[str, Any], str | None]]:
-    if choice.calls:
+    if choice.calls and not choice.tokens:
         yield {"role": "assistant", "content": None}, None
-        for j, call in enumerate(choice.calls):
-            function = {"name": call.name, "arguments": ""}
-            yield {"tool_calls": [{"index": j, "id": call.id, "type": "function",
-                                   "function": function}]}, None  # fmt: skip
-            for piece in _joined(call.pieces, per_chunk):
-                yield {"tool_calls": [{"index": j, "function": {"arguments": piece}}]}, None
     else:
         yield {"role": "assistant", "content": "", "refusal": None}, None
-        for text in _joined(choice.tokens, per_chunk):
-            yield {"content": text}, None
+    for text in _joined(choice.reasoning, per_chunk):
+        yield {"reasoning_content": text}, None
+    for text in _joined(choice.tokens, per_chunk):
+        yield {"content": text}, None
+    for j, call in enumerate(choice.calls):
+        function = {"name": call.name, "arguments": ""}
+        yield {"tool_calls": [{"index": j, "id": call.id, "type": "function",
+                               "function": function}]}, None  # fmt: skip
+        for piece in _joined(call.pieces, per_chunk):
+            yield {"tool_calls": [{"index": j, "function": {"arguments": piece}}]}, None
     yield {}, choice.finish
 
 
@@ -350,9 +349,11 @@ def _completion(
     for c in choices:
         message: dict[str, Any] = {
             "role": "assistant",
-            "content": None if c.calls else "".join(c.tokens),
+            "content": "".join(c.tokens) if c.tokens or not c.calls else None,
             "refusal": None,
         }
+        if c.reasoning:
+            message["reasoning_content"] = "".join(c.reasoning)
         if c.calls:
             message["tool_calls"] = [
                 {
@@ -383,4 +384,5 @@ API: Final = Api(
         "/v1/models": {"GET": list_models},
     },
     error_reply,
+    turn,
 )

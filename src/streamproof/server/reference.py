@@ -17,6 +17,7 @@ from .app import App
 from .connection import Connection
 from .endpoint import DEFAULT_API_KEY
 from .faults import find_fault
+from .script import Script
 from .send import Clock
 from .timing import SendStats, Timing
 
@@ -43,6 +44,8 @@ class ReferenceServer:
     ``api_key=None`` turns authentication off. ``stall_cap_s`` bounds every response: a
     stall or a slow drip is reset there, so nothing outlives a forgotten client.
     ``ssl_context`` (a server context with its certificate loaded) serves HTTPS instead.
+    ``script`` (:meth:`Script.load` or :meth:`Script.parse`) answers the requests its rules
+    match with scripted replies.
     """
 
     def __init__(
@@ -54,11 +57,12 @@ class ReferenceServer:
         *,
         stall_cap_s: float = STALL_CAP_S,
         ssl_context: ssl.SSLContext | None = None,
+        script: Script | None = None,
     ) -> None:
         self.host = host
         self.port = port
         self.stats = SendStats()
-        self.app = App(api_key, timing or Timing())
+        self.app = App(api_key, timing or Timing(), script=script)
         self._cap_ns = int(stall_cap_s * 1e9)
         self._ssl = ssl_context
         self._scheme = "http" if ssl_context is None else "https"
@@ -207,6 +211,9 @@ def run_server(
     timing: Timing | None = None,
     on_ready: Callable[[str], None] | None = None,
     ssl_context: ssl.SSLContext | None = None,
+    script: Script | None = None,
 ) -> None:
     """Serve in the foreground until Ctrl-C (``streamproof serve``)."""
-    ReferenceServer(host, port, api_key, timing, ssl_context=ssl_context).run(on_ready)
+    ReferenceServer(host, port, api_key, timing, ssl_context=ssl_context, script=script).run(
+        on_ready
+    )

@@ -14,10 +14,11 @@ from typing import Any, Final
 
 __all__ = [
     "answer_text",
-    "arguments_for",
     "cut_at_stop",
     "message_text",
+    "named_tool",
     "prompt_tokens",
+    "question",
     "split_pieces",
     "tokens_of",
 ]
@@ -32,8 +33,6 @@ STORY: Final = (
 GREETING: Final = "Hello — I am the streamproof reference server, and this is one short sentence."
 _COUNT: Final = re.compile(r"from\s+(\d+)\s+to\s+(\d+)")
 _MAX_COUNT: Final = 1000
-_CITIES: Final = ("Paris", "Tokyo", "Lima", "Oslo")
-_EXAMPLES: Final = {"integer": 1, "number": 1.5, "boolean": True, "array": [], "object": {}}
 
 
 def message_text(content: Any) -> str:
@@ -47,6 +46,13 @@ def message_text(content: Any) -> str:
             if isinstance(part, Mapping) and isinstance(part.get("text"), str)
         )
     return ""
+
+
+def question(messages: Iterable[Mapping[str, Any]]) -> str:
+    """The text of the last user message that has text: what a generated answer answers
+    (after a tool result, the question that led to the tool call)."""
+    texts = [message_text(m.get("content")) for m in messages if m.get("role") == "user"]
+    return next((t for t in reversed(texts) if t), "")
 
 
 def prompt_tokens(messages: Iterable[Mapping[str, Any]]) -> int:
@@ -94,20 +100,14 @@ def cut_at_stop(tokens: list[str], stops: Sequence[str]) -> tuple[list[str], str
     return kept, matched
 
 
-def arguments_for(parameters: Any, call: int) -> dict[str, Any]:
-    """Arguments that fit a JSON-schema ``parameters`` object: a city for ``city`` (Paris for
-    the first call, Tokyo for the second...), simple values of the declared type otherwise."""
-    props = parameters.get("properties") if isinstance(parameters, Mapping) else None
-    if not isinstance(props, Mapping):
-        return {}
-    out: dict[str, Any] = {}
-    for name, schema in props.items():
-        kind = schema.get("type") if isinstance(schema, Mapping) else None
-        if name == "city":
-            out[name] = _CITIES[call % len(_CITIES)]
-        else:
-            out[name] = _EXAMPLES.get(kind, "example")
-    return out
+def named_tool(names: Sequence[str], prompt: str) -> str:
+    """The tool a prompt asks for: the first whose name (or its name with spaces for
+    underscores) the prompt contains, ignoring case; else the first tool."""
+    lowered = prompt.lower()
+    for name in names:
+        if name.lower() in lowered or name.lower().replace("_", " ") in lowered:
+            return name
+    return names[0]
 
 
 def split_pieces(text: str, size: int) -> list[str]:
