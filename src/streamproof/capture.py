@@ -32,6 +32,7 @@ import httpx
 from .findings import Finding, excerpt
 from .redact import mask_headers, redact, redact_bytes
 from .sse import DEFAULT_MAX_EVENT_BYTES, Event, SSEDecoder
+from .stalls import WATCH, Stall
 
 __all__ = [
     "Capture",
@@ -154,6 +155,7 @@ class Capture:
     t_headers: int | None = None
     t_end: int = 0
     error: str | None = None
+    stalls: tuple[Stall, ...] = ()  # this process's own stalls during the exchange
 
     def slim(self) -> None:
         """Keep only what the reports show: the body's first ``REPORT_BODY_BYTES`` and its
@@ -204,6 +206,7 @@ class Capture:
             "t_send": self.t_send,
             "t_headers": self.t_headers,
             "t_end": self.t_end,
+            "client_stalls": self.stalls,
             "error": redact(self.error) if self.error else None,
         }
         meta_path.write_text(json.dumps(meta, indent=1), encoding="utf-8")
@@ -345,6 +348,7 @@ def exchange(
     )
     payload = {"content": body} if isinstance(body, bytes) else {"json": body}
     request = client.build_request(method, url, headers=headers, timeout=timeout, **payload)
+    WATCH.start()
     cap.t_send = time.perf_counter_ns()
     own = cap.t_send + int(timeouts.total * 1e9)
     deadline = own if deadline is None else min(own, deadline)
@@ -407,6 +411,7 @@ def exchange(
         if response is not None:
             response.close()
         cap.t_end = time.perf_counter_ns()
+        cap.stalls = WATCH.between(cap.t_send, cap.t_end)
         cap.body = b"".join(kept)
         cap.events = keeper.events()
     if decode_sse and cap.status is not None and 200 <= cap.status < 300:
@@ -449,6 +454,7 @@ def load_transcript(
         t_headers=meta.get("t_headers", 0),
         t_end=meta.get("t_end", 0),
         error=meta.get("error"),
+        stalls=tuple(tuple(s) for s in meta.get("client_stalls", [])),
     )
     reads = [tuple(r) for r in meta.get("reads", [])]
     keeper = keeper or EventKeeper()

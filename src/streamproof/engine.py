@@ -214,7 +214,7 @@ def check_capture(
     cut = cap.error is not None or any(f.rule == "sse.max-event" for f in cap.findings)
     validator.finish(truncated=cut)
     http_findings, checked = check_http(
-        cap.status, cap.content_type, cap.t_send, validator.content_t
+        cap.status, cap.content_type, cap.t_send, validator.content_t, cap.stalls
     )
     checked |= validator.checked | {"sse.utf8", "sse.terminated", "sse.bom", "sse.line-endings"}
     checked |= {"sse.meta-only", "sse.comments", "sse.max-event", *_TRANSPORT}

@@ -62,6 +62,7 @@ from ..endpoints import API_PATHS
 from ..findings import Finding, at_api_level
 from ..redact import redact
 from ..sse import DEFAULT_MAX_EVENT_BYTES, Event, SSEDecoder
+from ..stalls import WATCH
 from ..validators.base import StreamValidator, check_http
 from .apis import StreamTracker
 
@@ -629,6 +630,7 @@ class StreamClient:
             self.close()  # closed by the server while idle: nothing was sent on it
         for attempt in (0, 1):
             reused = self._sock is not None
+            WATCH.start()
             result.t_send = t_send = _pc()
             if on_send is not None and attempt == 0:
                 on_send(t_send)
@@ -750,8 +752,9 @@ class StreamClient:
             result.error = redact(f"error event in the stream: {result.tracker.error}")
         if validator is not None:
             validator.finish(truncated=truncated)
+            stalls = WATCH.between(result.t_send, _pc())
             found, _ = check_http(
-                status, result.content_type, result.t_send, result.tracker.content_t
+                status, result.content_type, result.t_send, result.tracker.content_t, stalls
             )
             wire = at_api_level(ex.decoder.findings, result.api)
             result.findings = found + wire + validator.findings

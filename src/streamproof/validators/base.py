@@ -19,6 +19,7 @@ from ..findings import Finding, excerpt
 from ..rules import Level
 from ..schemas import Schema
 from ..sse import Event
+from ..stalls import Stall, overlap
 
 __all__ = [
     "MESSAGE_MAX_CHARS",
@@ -166,8 +167,11 @@ def check_http(
     content_type: str,
     t_send: int,
     content_t: Sequence[int] | Stamps,
+    stalls: Sequence[Stall] = (),
 ) -> tuple[list[Finding], set[str]]:
-    """``http.status``, ``http.content-type`` and ``http.incremental`` for a streaming answer."""
+    """``http.status``, ``http.content-type`` and ``http.incremental`` for a streaming answer.
+    ``stalls``: when this process itself could not run (``stalls.py``); a silence the client
+    caused is not the server's, so it is left out of the wait before a burst."""
     findings: list[Finding] = []
     checked = {"http.status"}
     if status is None:
@@ -194,7 +198,8 @@ def check_http(
         )
     if len(content_t) >= _BURST_MIN_EVENTS:
         checked.add("http.incremental")
-        wait = content_t[0] - t_send
+        stalled = overlap(stalls, t_send, content_t[0])
+        wait = content_t[0] - t_send - stalled
         spread = content_t[-1] - content_t[0]
         if wait >= _BURST_MIN_WAIT_NS and spread < wait * _BURST_SPREAD_FRACTION:
             findings.append(
@@ -202,7 +207,12 @@ def check_http(
                     "http.incremental",
                     f"{len(content_t)} content events arrived within {spread / 1e6:.2f} ms "
                     f"after {wait / 1e6:.1f} ms of silence: the stream looks buffered "
-                    "(a proxy holding events back)",
+                    "(a proxy holding events back)"
+                    + (
+                        f"; {stalled / 1e6:.0f} ms in which this client itself stalled are left out"
+                        if stalled
+                        else ""
+                    ),
                 )
             )
     return findings, checked
