@@ -52,7 +52,7 @@ TIME_TOOL = {
     "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}},
 }
 # idle outlasts the buffered fault's 600 ms hold; total still ends the stall faults quickly
-FAULT_TIMEOUTS = Timeouts(connect=1.0, first_byte=0.3, idle=0.8, total=1.2)
+FAULT_TIMEOUTS = Timeouts(connect=1.0, first_byte=1.0, idle=0.8, total=1.5)
 # the event flood is valid but long: a busy machine needs seconds to read its 60 000 events
 FLOOD_TIMEOUTS = Timeouts(connect=1.0, first_byte=5.0, idle=5.0, total=20.0)
 # the buffered fault sends nothing for 600 ms: no event before half of that is a signature
