@@ -18,8 +18,10 @@ frames and written with ``transport.write`` from one shared ``loop.call_at`` tim
 
 Layout: ``connection.py`` (one HTTP/1.1 connection) → ``app.py`` (selection, routing, fault
 layers, timed frames) → an endpoint (``openai_chat.py``, ``anthropic_messages.py``: request
-→ :class:`endpoint.Reply`) → ``send.py`` (frames at their deadlines, lateness into
-:class:`SendStats`). ``text.py`` is the generated content; ``faults/`` the registry
+→ :class:`endpoint.Reply`; what each refuses: ``openai_request.py``,
+``anthropic_request.py``) → ``send.py`` (frames at their deadlines, lateness into
+:class:`SendStats`). ``text.py`` is the generated content, ``instances.py`` JSON values for
+a schema, ``script.py`` the scripted replies; ``faults/`` the registry
 (``wire.py`` API-agnostic faults, one module per protocol; every Anthropic fault is named
 ``anthropic-...``, the wire faults included, registered again for that API).
 
@@ -27,7 +29,8 @@ Adding an endpoint (as ``anthropic_messages.py`` was added): write a module with
 ``(Request, Context) -> Reply`` — check the key, raise :class:`endpoint.RequestError` for bad
 requests, pass the payload list through ``ctx.faults.chunks(items, StreamInfo(body, usage))``
 and serialise it with ``sse_event`` — and ``API = Api(name, {path: {method: handler}},
-error_reply)``; add it to
+error_reply, turn)`` (``turn``: where a request's conversation stands, for scripted replies;
+``prefixes``/``headers``: which unknown paths answer in this API's error shape); add it to
 ``app.APIS``. Its faults go in ``faults/<module>.py`` (``api=<name>``, reusing
 ``faults.wire``'s generic effects such as ``accept_any_key``) and into ``faults._ALL``.
 ``Reply.ticks`` paces a stream whose non-content events should not take a gap.
