@@ -159,7 +159,7 @@ def test_run_writes_no_form_of_the_key(tmp_path: Path) -> None:
     the load run's files and the console."""
     done = run_cli(
         "streamproof", "run", "--api", "all", "--api-key", KEY, "--fault", FAULTS,
-        "--report-dir", "out", "--alluredir", "allure", "--load-duration", "6",
+        "--report-dir", "out", "--alluredir", "allure", "--load-duration", "2",
         "--load-users", "2", cwd=tmp_path,
     )  # fmt: skip
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
