@@ -165,7 +165,10 @@ def test_run_writes_no_form_of_the_key(tmp_path: Path) -> None:
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
     out = tmp_path / "out"
     assert_secret_free(files_under(out, tmp_path / "allure"), done.stdout, done.stderr)
-    for name in ("compliance.json", "index.html", "junit.xml", "load/requests.jsonl"):
+    # the load run's files are searched above; that the leak really reaches requests.jsonl is
+    # test_load_writes_no_form_of_the_key's (a 2 s load run inside `run` may record no request
+    # on a busy machine, and a longer one stops early: every stream carries the leak's error)
+    for name in ("compliance.json", "index.html", "junit.xml"):
         assert LEAKED in (out / name).read_text("utf-8"), name
     assert LEAKED in done.stdout
     attachments = [p.read_text("utf-8") for p in (tmp_path / "allure").glob("*-attachment*")]
