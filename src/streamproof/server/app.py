@@ -137,7 +137,7 @@ class App:
         timing = sel.timing
         chosen = sel.faults
         if scripted is not None:
-            chosen += tuple(find_fault(name) for name in scripted.faults)
+            chosen += scripted.faults
             timing = Timing.parse(scripted.timing, timing) if scripted.timing else timing
         # a fault of the other API is left out: one base URL serves a run of both APIs, and
         # the other API's requests run clean

@@ -36,7 +36,7 @@ import jsonschema
 import yaml
 
 from .endpoint import Turn
-from .faults import find_fault
+from .faults import Fault, find_fault
 from .timing import Timing, TimingError
 
 __all__ = ["Script", "ScriptError", "Scripted", "ScriptedCall"]
@@ -120,7 +120,7 @@ class Scripted:
     input_tokens: int | None = None
     output_tokens: int | None = None
     timing: str | None = None
-    faults: tuple[str, ...] = ()
+    faults: tuple[Fault, ...] = ()  # resolved when the script is loaded
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,10 +203,10 @@ def _rule(raw: Mapping[str, Any], where: str) -> _Rule:
         regex = re.compile(match["regex"]) if "regex" in match else None
     except re.error as exc:
         raise ScriptError(f"{where}.match.regex: not a valid regular expression: {exc}") from None
-    faults = tuple(reply.get("faults") or ())
-    for name in faults:
+    faults = []
+    for name in reply.get("faults") or ():
         try:
-            find_fault(name)
+            faults.append(find_fault(name))
         except (KeyError, ValueError):
             raise ScriptError(
                 f"{where}.reply.faults: unknown fault {name!r} "
@@ -235,6 +235,6 @@ def _rule(raw: Mapping[str, Any], where: str) -> _Rule:
             usage.get("input_tokens"),
             usage.get("output_tokens"),
             timing,
-            faults,
+            tuple(faults),
         ),
     )
