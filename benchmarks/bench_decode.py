@@ -1,4 +1,5 @@
-"""Decoder + validator throughput on a large synthetic stream, against the peers in one run.
+"""Decoder + stream model (every check attached) throughput on a large synthetic stream,
+against the peers in one run.
 
     python benchmarks/bench_decode.py [--chunks 200000] [--read 4096] [--repeat 3]
 
@@ -15,7 +16,7 @@ import json
 import time
 from collections.abc import Callable, Iterator
 
-from streamproof.engine import validator_for
+from streamproof.engine import model_for
 from streamproof.sse import SSEDecoder
 
 
@@ -107,7 +108,7 @@ def streamproof_decode(pieces: list[bytes], api: str) -> int:
 
 def streamproof_validate(pieces: list[bytes], api: str) -> int:
     decoder = SSEDecoder()
-    validator = validator_for(api, {"stream": True})
+    validator = model_for(api, {"stream": True})
     n = 0
     for piece in pieces:
         events = decoder.feed(piece, 1)

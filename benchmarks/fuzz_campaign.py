@@ -1,9 +1,9 @@
-"""A longer fuzz campaign: the decoder, both validators, the body checks and check_capture.
+"""A longer fuzz campaign: the decoder, both stream models, the body checks and check_capture.
 
 Runs the property tests' strategies (``tests/test_fuzz_robustness.py``) with many more
 examples, bounded by ``--minutes``, on every core (``--workers``: one process each, each
 with its own seed), and reports the inputs tried, the crashes (an exception escaping a
-target, a validator check that raised — a tool error, kept in ``validator.crashes`` —, or
+target, a check that raised — a tool error, kept in the model's ``crashes`` —, or
 the decoder disagreeing with itself across splits) and memory: every 20th input is traced,
 and its peak must stay under ``--input-bound`` MiB.
 Hypothesis drives generation and shrinks any crash to a minimal input, printed at the end.
@@ -35,8 +35,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import test_fuzz_robustness as F
 
 from streamproof.capture import Capture, replay
-from streamproof.engine import api_module, check_capture, validator_for
+from streamproof.engine import check_capture, model_for
 from streamproof.sse import decode_body
+from streamproof.validators.answers import json_answer, refusal
 
 TARGETS = ("decoder", "validators", "bodies", "capture")
 SAMPLE = 20  # every 20th input runs under tracemalloc: the targets' own peak per input
@@ -89,7 +90,7 @@ def _target(name: str, deadline: float, counter: list[int]):
             tick()
             with measured(counter):
                 events, _ = decode_body(body)
-                v = validator_for(api, request if isinstance(request, dict) else None)
+                v = model_for(api, request if isinstance(request, dict) else None)
                 v.feed(events)
                 v.finish(truncated=bool(len(body) % 2))
                 assert v.crashes == [], v.crashes
@@ -108,9 +109,8 @@ def _target(name: str, deadline: float, counter: list[int]):
         def run(api, status, media, body):
             tick()
             with measured(counter):
-                module = api_module(api)
-                module.check_error_response(status, media, body, (400,))
-                module.check_json_response(status, media, body)
+                refusal(api, status, media, body, (400,))
+                json_answer(api, status, media, body)
 
     else:
 
@@ -122,8 +122,8 @@ def _target(name: str, deadline: float, counter: list[int]):
                               response_headers=[("content-type", "text/event-stream")], body=body,
                               body_size=len(body), reads=[(len(body), 1)])  # fmt: skip
                 replay(cap)
-                findings, _, v = check_capture(api, cap, {"stream": True})
-                assert v.crashes == [], v.crashes
+                findings, _, _, tool_errors = check_capture(api, cap, {"stream": True})
+                assert tool_errors == [], tool_errors
                 for f in findings:
                     str(f)
 

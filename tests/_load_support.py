@@ -28,13 +28,16 @@ def free_port() -> int:
 
 def api_answers(base_url: str, api: str) -> bool:
     """Does the endpoint of ``api`` exist on this server (anything but 404)?"""
-    from streamproof.load.apis import build_request, request_headers, tracker_for
+    from streamproof.engine import model_for
+    from streamproof.load.apis import build_request, request_headers
     from streamproof.load.stream import StreamClient
 
     client = StreamClient(base_url)
     try:
         body = orjson.dumps(build_request(api, "streamproof-1", "hello", 2))
-        result = client.stream(api, body, request_headers(api, SECRET), tracker_for(api))
+        result = client.stream(
+            api, body, request_headers(api, SECRET), model_for(api, rules=False, content_t=[])
+        )
     finally:
         client.close()
     return result.status is not None and result.status != 404

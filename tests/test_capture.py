@@ -7,7 +7,7 @@ from __future__ import annotations
 import httpx
 
 from streamproof.capture import REPORT_BODY_BYTES, EventKeeper, exchange
-from streamproof.engine import Target, validator_for
+from streamproof.engine import Target, model_for
 from streamproof.server import DEFAULT_API_KEY, DEFAULT_MODEL, ReferenceServer
 from streamproof.sse import Event
 
@@ -15,7 +15,7 @@ from streamproof.sse import Event
 def test_events_kept_are_bounded_and_validation_sees_all() -> None:
     body = {"model": DEFAULT_MODEL, "messages": [{"role": "user", "content": "hi"}],
             "stream": True}  # fmt: skip
-    validator = validator_for("openai", body)
+    validator = model_for("openai", body)
     with ReferenceServer() as srv, httpx.Client() as client:
         target = Target(srv.url_for(faults=("event-flood",)), DEFAULT_MODEL, DEFAULT_API_KEY)
         cap = exchange(

@@ -76,12 +76,12 @@ def test_transcript_round_trip_checks_the_same(tmp_path: Path) -> None:
                 "stream": True}  # fmt: skip
         cap = exchange(client, "POST", target.url("openai"),
                        headers=target.headers("openai", "key"), body=body)  # fmt: skip
-    live, _, _ = check_capture("openai", cap, body)
+    live, _, _, _ = check_capture("openai", cap, body)
     sse, meta = cap.save(tmp_path / "capture")
     assert DEFAULT_API_KEY not in meta.read_text()  # credential headers are dropped
     loaded = load_transcript(tmp_path / "capture")
     assert [(e.data, e.t) for e in loaded.events] == [(e.data, e.t) for e in cap.events]
-    offline, _, _ = check_capture("openai", loaded, loaded.request_body)
+    offline, _, _, _ = check_capture("openai", loaded, loaded.request_body)
     assert [(f.rule, f.event) for f in offline] == [(f.rule, f.event) for f in live]
     assert "openai.role-once" in {f.rule for f in offline}
     done = streamproof("check", str(sse), "--api", "openai", "--json", cwd=tmp_path)

@@ -1,7 +1,7 @@
 """Property tests: the decoder and the validators never raise, whatever they are fed.
 
 The decoder gives the same events for any split of a body; arbitrary bytes never raise.
-Both validators (through ``engine.validator_for``), the JSON/error-body checks and
+Both stream models with their checks (``engine.model_for``), the JSON/error-body checks and
 ``engine.check_capture`` take any event sequence — random JSON, deep nesting, 10 000-digit
 numbers, wrong types — and answer with findings only.
 """
@@ -15,8 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from streamproof.capture import Capture, replay
-from streamproof.engine import api_module, check_capture, validator_for
+from streamproof.engine import check_capture, model_for
 from streamproof.sse import SSEDecoder, decode_body
+from streamproof.validators.answers import json_answer, refusal
 
 FUZZ = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 APIS = ("openai", "anthropic")
@@ -160,7 +161,7 @@ def test_decoder_bounded_never_raises(parts, cuts, limit) -> None:
 def test_validators_never_raise(api: str, body: bytes, request) -> None:
     events, _ = decode_body(body)
     req = request if isinstance(request, dict) else None
-    validator = validator_for(api, req)
+    validator = model_for(api, req)
     for i in range(0, len(events), 3):
         validator.feed(events[i : i + 3])
     validator.finish(truncated=bool(len(body) % 2))
@@ -183,10 +184,9 @@ def test_validators_never_raise(api: str, body: bytes, request) -> None:
     expect=st.sampled_from([(400,), (401,), (404, 400), ()]),
 )  # fmt: skip
 def test_body_checks_never_raise(api, status, media, body, expect) -> None:
-    module = api_module(api)
     for found, checked in (
-        module.check_error_response(status, media, body, expect),
-        module.check_json_response(status, media, body),
+        refusal(api, status, media, body, expect),
+        json_answer(api, status, media, body),
     ):
         assert isinstance(checked, set)
         for f in found:
@@ -202,8 +202,8 @@ def test_check_capture_on_random_bytes(api: str, body: bytes) -> None:
                   response_headers=[("content-type", "text/event-stream")], body=body,
                   body_size=len(body), reads=[(len(body), 1)])  # fmt: skip
     replay(cap)
-    findings, checked, validator = check_capture(api, cap, {"stream": True})
-    assert validator.crashes == []
+    findings, checked, _, crashes = check_capture(api, cap, {"stream": True})
+    assert crashes == []
     assert "sse.utf8" in checked
     for f in findings:
         str(f)
@@ -224,7 +224,7 @@ def test_deepest_and_largest_json_give_findings(api: str) -> None:
     ]
     body = "".join(f"data: {d}\n\n" for d in hostile).encode()
     events, _ = decode_body(body)
-    validator = validator_for(api, {"stream": True})
+    validator = model_for(api, {"stream": True})
     validator.feed(events)
     validator.finish()
     assert validator.crashes == []
@@ -233,8 +233,7 @@ def test_deepest_and_largest_json_give_findings(api: str) -> None:
     if api == "openai":
         assert "nesting too deep" in messages
         assert "a number too large" in messages
-    module = api_module(api)
     for raw in hostile:
-        module.check_error_response(500, "application/json", raw.encode(), (400,))
-        found, _ = module.check_json_response(200, "application/json", raw.encode())
+        refusal(api, 500, "application/json", raw.encode(), (400,))
+        found, _ = json_answer(api, 200, "application/json", raw.encode())
         assert found

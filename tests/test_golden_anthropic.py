@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from streamproof.sse import SSEDecoder, decode_body
-from streamproof.validators.anthropic_messages import AnthropicMessagesValidator
+from streamproof.validators.anthropic_model import AnthropicMessagesModel
 
 GOLDEN = Path(__file__).parent / "golden"
 
@@ -68,9 +68,9 @@ def manifest() -> dict[str, dict[str, str]]:
         return {Path(row["file"]).name: row for row in rows if row["file"].startswith("anthropic/")}
 
 
-def validate(name: str) -> tuple[AnthropicMessagesValidator, SSEDecoder]:
+def validate(name: str) -> tuple[AnthropicMessagesModel, SSEDecoder]:
     events, decoder = decode_body((GOLDEN / "anthropic" / name).read_bytes())
-    validator = AnthropicMessagesValidator()
+    validator = AnthropicMessagesModel()
     validator.feed(events)
     validator.finish()
     return validator, decoder
@@ -109,7 +109,7 @@ def test_golden_one_byte_reads(name: str) -> None:
     raw = (GOLDEN / "anthropic" / name).read_bytes()
     whole, _ = validate(name)
     decoder = SSEDecoder()
-    validator = AnthropicMessagesValidator()
+    validator = AnthropicMessagesModel()
     for i in range(len(raw)):
         validator.feed(decoder.feed(raw[i : i + 1]))
     decoder.finish()

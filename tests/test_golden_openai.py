@@ -20,7 +20,7 @@ from streamproof.capture import load_transcript
 from streamproof.engine import infer_request
 from streamproof.sdk_replay import sdk_message
 from streamproof.sse import SSEDecoder, decode_body
-from streamproof.validators.openai_chat import OpenAIChatValidator
+from streamproof.validators.openai_model import OpenAIChatModel
 
 GOLDEN = Path(__file__).parent / "golden" / "openai"
 
@@ -129,7 +129,7 @@ def validate(name: str, read_size: int | None = None):
     request = {"stream": True, **infer_request("openai", events)}
     extra, expect = EXTRA_REQUEST.get(name, ({}, frozenset()))
     request.update(extra)
-    validator = OpenAIChatValidator(request, expect=expect)
+    validator = OpenAIChatModel(request, expect=expect)
     if read_size is None:
         validator.feed(events)
     else:

@@ -17,7 +17,8 @@ import orjson
 import pytest
 from _load_support import SECRET, records, run_locust, stats_rows, summary
 
-from streamproof.load.apis import build_request, request_headers, tracker_for
+from streamproof.engine import model_for
+from streamproof.load.apis import build_request, request_headers
 from streamproof.load.stream import STALE_IDLE_NS, StreamClient
 from streamproof.server import ReferenceServer, Timing
 
@@ -140,7 +141,12 @@ class _DropsSecondRequest:
 
 def _send(client: StreamClient):
     body = orjson.dumps(build_request("openai", "m", "hello", 3))
-    return client.stream("openai", body, request_headers("openai", None), tracker_for("openai"))
+    return client.stream(
+        "openai",
+        body,
+        request_headers("openai", None),
+        model_for("openai", rules=False, content_t=[]),
+    )
 
 
 @pytest.mark.parametrize("idle", [False, True])

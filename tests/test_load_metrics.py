@@ -1,5 +1,6 @@
 """The load metrics of load-metrics.md on hand-made stamps (pure functions, no Locust), and the
-small pure parts around them: trackers, stamps parsing, options, prompts, shapes, summary."""
+small pure parts around them: the stream models under load, stamps parsing, options, prompts,
+shapes, summary."""
 
 from __future__ import annotations
 
@@ -8,12 +9,15 @@ import math
 import random
 import subprocess
 import sys
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
-from streamproof.load.apis import build_request, request_headers, tracker_for
+from streamproof.engine import model_for
+from streamproof.load.apis import build_request, request_headers
 from streamproof.load.args import Settings
+from streamproof.load.exchange import Exchange
 from streamproof.load.metrics import (
     Aggregate,
     LagHistogram,
@@ -26,9 +30,9 @@ from streamproof.load.metrics import (
 )
 from streamproof.load.prompts import load_prompts
 from streamproof.load.stages import stages
-from streamproof.load.stream import StreamResult, _Exchange
+from streamproof.load.stream import StreamResult
 from streamproof.load.summary import SUMMARY_KEYS, build_summary, format_table
-from streamproof.sse import Event
+from streamproof.sse import Event, SSEDecoder
 
 
 def rec(**kw):
@@ -236,7 +240,7 @@ def test_summary_has_exactly_the_keys() -> None:
     json.dumps(s)
 
 
-# -- trackers and stamps -----------------------------------------------------------------------
+# -- stream models under load, and stamps --------------------------------------------------
 
 
 def _ev(data, t, name=None, index=0):
@@ -245,8 +249,8 @@ def _ev(data, t, name=None, index=0):
     )
 
 
-def test_openai_tracker_content_events() -> None:
-    tr = tracker_for("openai")
+def test_openai_content_events_under_load() -> None:
+    tr = model_for("openai", rules=False, content_t=[])
     chunk = lambda delta, **kw: {"choices": [{"index": 0, "delta": delta}], **kw}  # noqa: E731
     tr.feed(
         [
@@ -263,8 +267,8 @@ def test_openai_tracker_content_events() -> None:
     assert tr.output_tokens == (7, "usage") and tr.end_t == 7 and tr.last_t == 7
 
 
-def test_anthropic_tracker_content_events() -> None:
-    tr = tracker_for("anthropic")
+def test_anthropic_content_events_under_load() -> None:
+    tr = model_for("anthropic", rules=False, content_t=[])
     delta = lambda d: {"type": "content_block_delta", "index": 0, "delta": d}  # noqa: E731
     tr.feed(
         [
@@ -290,7 +294,7 @@ def test_anthropic_tracker_content_events() -> None:
 
 
 def test_no_usage_counts_events() -> None:
-    tr = tracker_for("openai")
+    tr = model_for("openai", rules=False, content_t=[])
     tr.feed([_ev({"choices": [{"index": 0, "delta": {"content": "a"}}]}, 1)])
     assert tr.output_tokens == (1, "events")
 
@@ -301,14 +305,14 @@ def test_send_stamps_pair_with_their_events_across_reads(cut) -> None:
     body = b": keep-alive\n\n" + b"".join(
         b": t=%d\r\ndata: %s\n\n" % (1000 + i, chunk(i).encode()) for i in range(20)
     )
-    result = StreamResult("openai", tracker_for("openai"))
-    ex = _Exchange(result, None, 1 << 20, None)
+    result = StreamResult("openai", model_for("openai", rules=False, content_t=[]))
+    ex = Exchange(result, 1 << 20, None)
     ex.sse = True
     read_at = {}  # event number → stamp of the read that completed it
     for i in range(0, len(body), cut):
         ex.t = 5000 + i
         ex.on_body(body[i : i + cut])
-        for n in range(len(read_at), len(ex.tracker.content_t)):
+        for n in range(len(read_at), len(ex.model.content_t)):
             read_at[n] = ex.t
     assert ex.lag == [read_at[n] - (1000 + n) for n in range(20)]
     assert result.ttft_lag_ns == read_at[0] - 1000
@@ -425,3 +429,31 @@ def test_bulk_itl_logging_equals_locust_per_sample_logging(samples) -> None:
         timeout=60,
     )
     assert run.returncode == 0 and run.stdout.strip() == "same", run.stderr[-2000:]
+
+
+GOLDEN = Path(__file__).parent / "golden"
+
+
+@pytest.mark.parametrize(
+    "path", sorted(GOLDEN.glob("*/*.sse")), ids=lambda p: f"{p.parent.name}/{p.stem}"
+)
+def test_bare_model_measures_what_the_checked_model_measures(path: Path) -> None:
+    """Under load with validation off the model runs bare (its shortcut for plain content
+    deltas): the stamps, the usage and the rebuilt message are those of the model with every
+    check attached, read in 7-byte pieces."""
+    api = path.parent.name
+    body = path.read_bytes()
+    seen = []
+    for rules in (True, False):
+        model = model_for(api, {}, rules=rules, content_t=[])
+        decoder = SSEDecoder()
+        for i in range(0, len(body), 7):
+            model.feed(decoder.feed(body[i : i + 7], i))
+        model.feed(decoder.finish())
+        seen.append(
+            (
+                model.content_t, model.first_index, model.visible_t, model.end_t,
+                model.last_t, model.error_text, model.output_tokens, model.message(),
+            )
+        )  # fmt: skip
+    assert seen[0] == seen[1]

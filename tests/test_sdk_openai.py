@@ -13,7 +13,7 @@ import pytest
 from openai.lib.streaming.chat import ChatCompletionStreamState
 
 from streamproof.capture import exchange
-from streamproof.engine import Target, validator_for
+from streamproof.engine import Target, model_for
 from streamproof.scenarios import scenarios_for
 from streamproof.sdk_replay import openai_normalized
 from streamproof.server import DEFAULT_API_KEY, DEFAULT_MODEL, ReferenceServer
@@ -47,7 +47,7 @@ def _accumulated(server: ReferenceServer, body: dict[str, Any]) -> dict[str, Any
             headers=target.headers("openai", "key"),
             body=body,
         )
-    validator = validator_for("openai", body)
+    validator = model_for("openai", body)
     validator.feed(cap.events)
     validator.finish()
     assert [f for f in validator.findings if f.level != "INFO"] == []

@@ -19,7 +19,7 @@ import orjson
 import pytest
 
 from streamproof.capture import Capture, Timeouts, exchange
-from streamproof.engine import Runner, ScenarioResult, Target, check_capture, validator_for
+from streamproof.engine import Runner, ScenarioResult, Target, check_capture, model_for
 from streamproof.rules import catalogue
 from streamproof.scenarios import ANTHROPIC_WEATHER_TOOL, SCENARIOS, Scenario
 from streamproof.sdk_replay import compare_with_sdk
@@ -157,7 +157,7 @@ def capture(server: ReferenceServer, body: dict[str, Any]) -> Capture:
 
 def rebuilt(body: dict[str, Any], evs: list[Event]) -> dict[str, Any]:
     """The suite's accumulator over ``evs``, which must be clean."""
-    validator = validator_for("anthropic", body)
+    validator = model_for("anthropic", body)
     validator.feed(evs)
     validator.finish()
     assert validator.findings == []
@@ -173,7 +173,7 @@ def comparable(message: dict[str, Any]) -> dict[str, Any]:
 
 
 def sdk_view(message: Any) -> dict[str, Any]:
-    """The SDK's final message in the accumulator's shape (see ``validator.message()``)."""
+    """The SDK's final message in the accumulator's shape (see ``model.message()``)."""
     keep = {"text": ("text",), "thinking": ("thinking", "signature"),
             "tool_use": ("id", "name", "input")}  # fmt: skip
     content = [{"type": b.type, **{k: getattr(b, k) for k in keep[b.type]}}
@@ -511,7 +511,7 @@ def test_clean_scenarios_validate_also_one_byte_at_a_time(
 ) -> None:
     body = scenario.build(DEFAULT_MODEL)
     cap = capture(server, body)
-    found, checked, validator = check_capture("anthropic", cap, body, scenario.expect)
+    found, checked, validator, _ = check_capture("anthropic", cap, body, scenario.expect)
     assert found == [] and cap.findings == []
     assert {"anthropic.event-name", "anthropic.stop-consistent", "anthropic.usage"} <= checked
     message = validator.message()

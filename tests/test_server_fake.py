@@ -480,7 +480,7 @@ def _capture(server: ReferenceServer, api: str, body: dict[str, Any]) -> Any:
             body=body,
             timeouts=Timeouts(total=5),
         )
-    findings, _, validator = check_capture(api, cap, body)
+    findings, _, validator, _ = check_capture(api, cap, body)
     return cap, findings, validator
 
 

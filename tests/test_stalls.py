@@ -7,7 +7,7 @@ import sys
 import time
 
 from streamproof.stalls import WATCH, overlap
-from streamproof.validators.base import check_http
+from streamproof.validators.answers import Answer, judge
 
 MS = 1_000_000
 
@@ -36,17 +36,24 @@ def test_a_stall_of_this_process_is_recorded() -> None:
     assert all(b - a <= t1 - t0 for a, b in WATCH.between(t0, t1))  # clipped to the window
 
 
+def check_http(t_send: int, content: list[int], stalls=()):  # type: ignore[no-untyped-def]
+    """The HTTP checks of a 200 event stream whose content events came at ``content``."""
+    answer = Answer("openai", "stream", 200, "text/event-stream", t_send=t_send,
+                    content_t=content, stalls=stalls)  # fmt: skip
+    return judge(answer).findings, answer.checked
+
+
 def test_a_burst_after_silence_is_flagged_unless_the_client_stalled() -> None:
     t_send = 10**12
     content = _burst(t_send, 400)
-    found, checked = check_http(200, "text/event-stream", t_send, content)
+    found, checked = check_http(t_send, content)
     assert [f.rule for f in found] == ["http.incremental"] and "http.incremental" in checked
     # the client itself stalled 300 of those 400 ms: 100 ms of silence is no sign of buffering
     stall = (t_send + 50 * MS, t_send + 350 * MS)
-    found, _ = check_http(200, "text/event-stream", t_send, content, [stall])
+    found, _ = check_http(t_send, content, [stall])
     assert found == []
     # a short stall leaves a long silence flagged, and the message says what was left out
-    found, _ = check_http(200, "text/event-stream", t_send, _burst(t_send, 900), [stall])
+    found, _ = check_http(t_send, _burst(t_send, 900), [stall])
     assert [f.rule for f in found] == ["http.incremental"]
     assert "300 ms in which this client itself stalled are left out" in found[0].message
 

@@ -17,8 +17,8 @@ import pytest
 import trustme
 from _load_support import SECRET, all_completed, free_port, records, run_locust, summary
 
-from streamproof.engine import Runner, Target
-from streamproof.load.apis import build_request, request_headers, tracker_for
+from streamproof.engine import Runner, Target, model_for
+from streamproof.load.apis import build_request, request_headers
 from streamproof.load.stream import StreamClient
 from streamproof.scenarios import SCENARIOS
 from streamproof.server import DEFAULT_API_KEY, DEFAULT_MODEL, ReferenceServer, Timing
@@ -92,11 +92,11 @@ def test_client_without_gevent_streams_over_tls_on_one_connection(tls, monkeypat
     try:
         sockets = []
         for _ in range(3):
-            tracker = tracker_for("openai")
-            result = client.stream("openai", body, request_headers("openai", SECRET), tracker)
+            model = model_for("openai", rules=False, content_t=[])
+            result = client.stream("openai", body, request_headers("openai", SECRET), model)
             assert (result.status, result.error_kind) == (200, None), result.error
-            assert tracker.output_tokens == (20, "usage") and tracker.end_t is not None
-            assert result.lag_ns and len(result.lag_ns) == tracker.events  # stamps decrypted
+            assert model.output_tokens == (20, "usage") and model.end_t is not None
+            assert result.lag_ns and len(result.lag_ns) == model.events  # stamps decrypted
             sockets.append(client._sock)
         assert sockets[0] is sockets[1] is sockets[2]  # kept alive, TLS state and all
     finally:

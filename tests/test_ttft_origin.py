@@ -17,7 +17,8 @@ import pytest
 from _load_support import SECRET, run_locust, summary
 
 from streamproof.endpoints import request_headers
-from streamproof.load.apis import build_request, tracker_for
+from streamproof.engine import model_for
+from streamproof.load.apis import build_request
 from streamproof.load.metrics import request_metrics
 from streamproof.load.stream import StreamClient
 from streamproof.server import DEFAULT_MODEL, ReferenceServer, Timing
@@ -42,9 +43,12 @@ def test_the_stream_client_times_both_from_the_send(server, api: str) -> None:
     try:
         metrics = [
             request_metrics(
-                client.stream(api, body, request_headers(api, SECRET), tracker_for(api)).record(
-                    time.time()
-                )
+                client.stream(
+                    api,
+                    body,
+                    request_headers(api, SECRET),
+                    model_for(api, rules=False, content_t=[]),
+                ).record(time.time())
             )
             for _ in range(REQUESTS)
         ]

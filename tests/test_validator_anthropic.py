@@ -1,4 +1,4 @@
-"""The Anthropic Messages validator, rule by rule, on small synthetic streams.
+"""The Anthropic Messages stream model and its checks, rule by rule, on small synthetic streams.
 
 Streams are written as lists of ``(event name, payload)``: a dict payload is serialised as
 the ``data:`` line, a str payload goes out verbatim, a ``None`` name means no ``event:`` line.
@@ -15,11 +15,18 @@ from hypothesis import strategies as st
 
 from streamproof.findings import Finding
 from streamproof.sse import SSEDecoder, decode_body
-from streamproof.validators.anthropic_messages import (
-    AnthropicMessagesValidator,
-    check_error_response,
-    check_json_response,
-)
+from streamproof.validators.answers import json_answer, refusal
+from streamproof.validators.anthropic_model import AnthropicMessagesModel
+from streamproof.validators.model import MAX_DISTINCT
+
+
+def check_error_response(status, ctype, body, expected):  # type: ignore[no-untyped-def]
+    return refusal("anthropic", status, ctype, body, expected)
+
+
+def check_json_response(status, ctype, body):  # type: ignore[no-untyped-def]
+    return json_answer("anthropic", status, ctype, body)
+
 
 Spec = list[tuple[str | None, Any]]
 
@@ -140,22 +147,22 @@ def run(
     request: dict[str, Any] | None = None,
     expect: frozenset[str] = frozenset(),
     truncated: bool = False,
-) -> AnthropicMessagesValidator:
+) -> AnthropicMessagesModel:
     raw = spec if isinstance(spec, bytes) else body(spec)
     events, _ = decode_body(raw)
-    validator = AnthropicMessagesValidator(request, expect=expect)
+    validator = AnthropicMessagesModel(request, expect=expect)
     validator.feed(events)
     validator.finish(truncated=truncated)
     return validator
 
 
-def rules(v: AnthropicMessagesValidator, *levels: str) -> set[str]:
+def rules(v: AnthropicMessagesModel, *levels: str) -> set[str]:
     """Rule ids of the findings at these levels (default MUST and SHOULD)."""
     wanted = levels or ("MUST", "SHOULD")
     return {f.rule for f in v.findings if f.level in wanted}
 
 
-def must(v: AnthropicMessagesValidator) -> set[str]:
+def must(v: AnthropicMessagesModel) -> set[str]:
     return rules(v, "MUST")
 
 
@@ -754,12 +761,22 @@ def test_error_tools_and_expectations_only_checked_when_shown() -> None:
 
 
 def test_repeats_are_capped() -> None:
+    # each unparsable payload is its own problem: MAX_DISTINCT listed, the rest counted
     spec = text_stream()
     spec[3:3] = [("content_block_delta", "{bad")] * 20
     v = run(spec)
     data_json = [f for f in v.findings if f.rule == "anthropic.data-json"]
-    assert len(data_json) == 6
-    assert "15 more" in data_json[-1].message
+    assert len(data_json) == MAX_DISTINCT + 1
+    assert [f.event for f in data_json[:MAX_DISTINCT]] == [3, 4, 5, 6, 7]
+    assert data_json[-1].message.startswith(f"{20 - MAX_DISTINCT} more distinct problem(s)")
+    # the same problem on every event (no event: line) is one finding with its count
+    spec = [(None, payload) for _, payload in text_stream()]
+    v = run(spec)
+    (finding,) = [f for f in v.findings if "content_block_delta" in f.message]
+    assert finding.rule == "anthropic.event-name"
+    assert finding.event == 3
+    assert finding.message.endswith("[2 occurrences in all]")
+    assert len(v.findings) == 6  # one per event type
 
 
 # -- the accumulated message --------------------------------------------------------------
@@ -849,7 +866,7 @@ def test_content_stamps() -> None:
         MESSAGE_STOP,
     ]
     decoder = SSEDecoder()
-    validator = AnthropicMessagesValidator()
+    validator = AnthropicMessagesModel()
     for i, chunk in enumerate(body(spec).split(b"\n\n")):
         validator.feed(decoder.feed(chunk + b"\n\n", 1000 + i))
     validator.finish()
@@ -861,9 +878,9 @@ def test_content_stamps() -> None:
 # -- chunking and robustness ----------------------------------------------------------------
 
 
-def one_byte(raw: bytes) -> AnthropicMessagesValidator:
+def one_byte(raw: bytes) -> AnthropicMessagesModel:
     decoder = SSEDecoder()
-    validator = AnthropicMessagesValidator()
+    validator = AnthropicMessagesModel()
     for i in range(len(raw)):
         validator.feed(decoder.feed(raw[i : i + 1], i))
     decoder.finish()
@@ -871,7 +888,7 @@ def one_byte(raw: bytes) -> AnthropicMessagesValidator:
     return validator
 
 
-def summary(v: AnthropicMessagesValidator) -> tuple[list[tuple[str, str, int | None]], Any]:
+def summary(v: AnthropicMessagesModel) -> tuple[list[tuple[str, str, int | None]], Any]:
     return [(f.rule, f.level, f.event) for f in v.findings], v.message()
 
 

@@ -17,12 +17,18 @@ from hypothesis import strategies as st
 from streamproof.findings import Finding
 from streamproof.rules import catalogue
 from streamproof.sse import Event, decode_body
-from streamproof.validators.openai_chat import (
-    MAX_DISTINCT,
-    OpenAIChatValidator,
-    check_error_response,
-    check_json_response,
-)
+from streamproof.validators.answers import json_answer, refusal
+from streamproof.validators.model import MAX_DISTINCT
+from streamproof.validators.openai_model import OpenAIChatModel
+
+
+def check_error_response(status, ctype, body, expected):  # type: ignore[no-untyped-def]
+    return refusal("openai", status, ctype, body, expected)
+
+
+def check_json_response(status, ctype, body):  # type: ignore[no-untyped-def]
+    return json_answer("openai", status, ctype, body)
+
 
 DONE = "[DONE]"
 USAGE = {"stream_options": {"include_usage": True}}
@@ -122,10 +128,10 @@ def run(
     request: dict[str, Any] | None = None,
     expect: frozenset[str] = frozenset(),
     truncated: bool = False,
-) -> OpenAIChatValidator:
+) -> OpenAIChatModel:
     events, decoder = decode_body(encode(items))
     assert not decoder.findings
-    validator = OpenAIChatValidator(request, expect=expect)
+    validator = OpenAIChatModel(request, expect=expect)
     validator.feed(events)
     validator.finish(truncated=truncated)
     for f in validator.findings:
@@ -133,11 +139,11 @@ def run(
     return validator
 
 
-def found(v: OpenAIChatValidator) -> set[str]:
+def found(v: OpenAIChatModel) -> set[str]:
     return {f.rule for f in v.findings}
 
 
-def messages(v: OpenAIChatValidator, rule: str) -> list[str]:
+def messages(v: OpenAIChatModel, rule: str) -> list[str]:
     return [f.message for f in v.findings if f.rule == rule]
 
 
@@ -794,7 +800,7 @@ def test_content_stamps() -> None:
     events, _ = decode_body(body)
     for k, event in enumerate(events):
         event.t = 1000 + k
-    v = OpenAIChatValidator()
+    v = OpenAIChatModel()
     v.feed(events)
     v.finish()
     # 1001, 1003, 1004, 1005 (the empty text at 1002 is no content): count, first, last
@@ -804,10 +810,10 @@ def test_content_stamps() -> None:
 def test_feeding_in_batches_is_the_same_as_at_once() -> None:
     items = [*tool_stream()[:-1], {**text("late"), "id": "other"}, DONE, text("after")]
     events, _ = decode_body(encode(items))
-    whole = OpenAIChatValidator()
+    whole = OpenAIChatModel()
     whole.feed(events)
     whole.finish()
-    parts = OpenAIChatValidator()
+    parts = OpenAIChatModel()
     for event in events:
         parts.feed([event])
     parts.finish()
@@ -1004,7 +1010,7 @@ def _is_object(data: str) -> bool:
 def test_never_raises(events, request, truncated, length) -> None:
     stream = [Event(data, name, None, None, k, 0, k) for k, (name, data) in enumerate(events)]
     expect = frozenset({"openai.finish-length"}) if length else frozenset()
-    v = OpenAIChatValidator(request, expect=expect)
+    v = OpenAIChatModel(request, expect=expect)
     v.feed(stream)
     v.finish(truncated=truncated)
     rules = catalogue()

@@ -1,5 +1,5 @@
-"""Capture + validators → per-rule outcomes. No pytest, no Locust: the suite, the CLI and the
-offline checks all call this module.
+"""Capture + stream models and checks → per-rule outcomes. No pytest, no Locust: the suite,
+the CLI and the offline checks all call this module.
 
 ``Runner.run(scenario)`` sends one scenario's request, validates what came back and keeps the
 :class:`ScenarioResult`; ``outcome(result, rule_id)`` turns it into pass/fail/warn/skip for one
@@ -14,9 +14,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
-from functools import cache
 from pathlib import Path
-from types import ModuleType
 from typing import Any, Final, Literal
 
 import httpx
@@ -32,11 +30,12 @@ from .capture import (
     tls_context,
 )
 from .endpoints import ANTHROPIC_VERSION, API_PATHS, request_headers
-from .findings import Finding, at_api_level, excerpt
+from .findings import Finding, excerpt
 from .redact import is_secret_name, register_secret
 from .scenarios import Scenario
 from .sse import DEFAULT_MAX_EVENT_BYTES, Event, SSEDecoder
-from .validators.base import StreamValidator, check_http
+from .validators.answers import Answer, judge, served_texts
+from .validators.model import StreamModel
 
 __all__ = [
     "Outcome",
@@ -46,13 +45,16 @@ __all__ = [
     "Target",
     "check_capture",
     "infer_request",
+    "model_for",
     "outcome",
 ]
 
 Outcome = Literal["pass", "fail", "warn", "skip"]
 
-_MODULES = {"openai": "openai_chat", "anthropic": "anthropic_messages"}
-_VALIDATORS = {"openai": "OpenAIChatValidator", "anthropic": "AnthropicMessagesValidator"}
+_MODELS: Final = {
+    "openai": ("openai_model", "OpenAIChatModel"),
+    "anthropic": ("anthropic_model", "AnthropicMessagesModel"),
+}
 _BAD_KEY = "sk-streamproof-invalid-key-0000000000"
 # The SDK replay costs ~0.6 ms an event (pydantic models per chunk): past this many events
 # it is skipped, so that a flood of events cannot stretch a run far past its time bounds.
@@ -71,17 +73,21 @@ _TRANSPORT = (
 )
 
 
-@cache
-def api_module(api: str) -> ModuleType:
-    """The validator module of an API (imported on first use)."""
-    return importlib.import_module(f"streamproof.validators.{_MODULES[api]}")
-
-
-def validator_for(
-    api: str, request: Mapping[str, Any] | None = None, expect: frozenset[str] = frozenset()
-) -> StreamValidator:
-    cls = getattr(api_module(api), _VALIDATORS[api])
-    return cls(request, expect=expect)
+def model_for(
+    api: str,
+    request: Mapping[str, Any] | None = None,
+    expect: frozenset[str] = frozenset(),
+    *,
+    rules: bool = True,
+    content_t: list[int] | None = None,
+) -> StreamModel:
+    """The stream model of ``api`` for one request, with every check of the API attached
+    (``rules=False``: bare, as the load generator runs it with validation off).
+    ``content_t``: keep every content stamp there (the load generator's inter-token
+    latencies), not only the count, first and last."""
+    module, name = _MODELS[api]
+    cls = getattr(importlib.import_module(f"streamproof.validators.{module}"), name)
+    return cls(request, expect=expect, rules=rules, content_t=content_t)
 
 
 @dataclass(frozen=True)
@@ -193,33 +199,66 @@ def check_capture(
     cap: Capture,
     request: Mapping[str, Any] | None = None,
     expect: frozenset[str] = frozenset(),
-    validator: StreamValidator | None = None,
-) -> tuple[list[Finding], set[str], StreamValidator]:
-    """Validate a streamed answer: HTTP checks, wire findings, protocol state machine.
+    model: StreamModel | None = None,
+    sdk: bool = False,
+) -> tuple[list[Finding], set[str], StreamModel, list[str]]:
+    """Validate a streamed answer: the stream model with its checks, then the answer checks
+    (HTTP, wire, transport; the SDK replay when ``sdk`` and the body was kept whole).
 
-    ``validator``: one already fed every event as it arrived (``exchange(on_events=...)``);
+    ``model``: one already fed every event as it arrived (``exchange(on_events=...)``);
     without it a new one is fed the events the capture kept (offline checks). A non-2xx
     answer is judged by ``http.status`` alone: there is no stream to hold to the protocol,
-    and "no [DONE]" would only restate the status.
-    """
+    and "no [DONE]" would only restate the status. Returns the findings, the checked rules,
+    the model and the tool errors (checks that raised)."""
+    if model is None:
+        model = model_for(api, request, expect)
+        if cap.status is None or 200 <= cap.status < 300:
+            model.feed(cap.events)
+    answer = Answer(
+        api,
+        "stream",
+        cap.status,
+        cap.content_type,
+        request_id=cap.header("request-id"),
+        t_send=cap.t_send,
+        content_t=model.content_t,
+        stalls=cap.stalls,
+        wire=cap.findings,
+        model=model,
+    )
     if cap.status is not None and not 200 <= cap.status < 300:
-        http_findings, checked = check_http(cap.status, cap.content_type, cap.t_send, [])
-        validator = validator or validator_for(api, request, expect)
-        return http_findings + cap.findings, checked | set(_TRANSPORT), validator
-    if validator is None:
-        validator = validator_for(api, request, expect)
-        validator.feed(cap.events)
-    # a transport failure or the size bound ended the body early: the validator must not
+        judge(answer)
+        return answer.findings, answer.checked, model, answer.crashes
+    # a transport failure or the size bound ended the body early: the model must not
     # restate that as a missing [DONE] or message_stop
     cut = cap.error is not None or any(f.rule == "sse.max-event" for f in cap.findings)
-    validator.finish(truncated=cut)
-    http_findings, checked = check_http(
-        cap.status, cap.content_type, cap.t_send, validator.content_t, cap.stalls
+    model.finish(truncated=cut)
+    # the SDK replays the kept body: only when it was kept whole (not past the cap) and
+    # decoded to its end (not stopped by the size bound); not for a flood
+    whole = (
+        len(cap.body) >= cap.body_size
+        and cap.events_total <= SDK_MAX_EVENTS
+        and not model.message_cut
+        and not cut
     )
-    checked |= validator.checked | {"sse.utf8", "sse.terminated", "sse.bom", "sse.line-endings"}
-    checked |= {"sse.meta-only", "sse.comments", "sse.max-event", *_TRANSPORT}
-    wire = at_api_level(cap.findings, api)
-    return http_findings + wire + validator.findings, checked, validator
+    if sdk and cap.status == 200 and whole:
+        answer.sdk_replay = _replay(api, cap, request or {}, model)
+    judge(answer)
+    findings = answer.findings + model.findings
+    return findings, answer.checked | model.checked, model, model.crashes + answer.crashes
+
+
+def _replay(
+    api: str, cap: Capture, request: Mapping[str, Any], model: StreamModel
+) -> Callable[[], list[Finding]]:
+    def replay() -> list[Finding]:
+        from .sdk_replay import compare_with_sdk
+
+        return compare_with_sdk(
+            api, cap, request, model.message(), ended_by_error=model.ended_by_error
+        )
+
+    return replay
 
 
 class Runner:
@@ -286,7 +325,7 @@ class Runner:
         body = target.body(scenario.build(target.model))
         headers = target.headers(scenario.api, scenario.auth)
         streaming = scenario.kind == "stream"
-        live = validator_for(scenario.api, body, scenario.expect) if streaming else None
+        live = model_for(scenario.api, body, scenario.expect) if streaming else None
         keeper = EventKeeper()
         cap = exchange(
             self._client,
@@ -307,7 +346,7 @@ class Runner:
             cap.slim()
 
     def _judge(
-        self, scenario: Scenario, cap: Capture, body: Any, live: StreamValidator | None
+        self, scenario: Scenario, cap: Capture, body: Any, live: StreamModel | None
     ) -> ScenarioResult:
         result = ScenarioResult(scenario, cap)
         transport = [f for f in cap.findings if f.rule.startswith("transport.")]
@@ -315,62 +354,45 @@ class Runner:
             result.findings = transport
             result.checked = set(_TRANSPORT)
             return result
-        module = api_module(scenario.api)
-        if scenario.kind == "error" and _accepted(cap) and scenario.accepted:
-            return _served_anyway(result, transport)
-        if scenario.kind == "error":
-            found, checked = module.check_error_response(
-                cap.status, cap.content_type, cap.body, scenario.expect_status
-            )
-            if scenario.accepted:
-                checked.add(scenario.accepted)
-        elif scenario.kind == "json":
-            found, checked = module.check_json_response(cap.status, cap.content_type, cap.body)
-        else:
-            if scenario.needs and cap.status in _UNSUPPORTED:
-                result.skipped = (
-                    f"the endpoint refused the request with {cap.status}: it does not "
-                    f"support {scenario.needs} ({_error_text(cap)})"
+        if scenario.kind != "stream":
+            request = body if isinstance(body, dict) else {}
+            answer = judge(
+                Answer(
+                    scenario.api,
+                    scenario.kind,
+                    cap.status,
+                    cap.content_type,
+                    cap.body,
+                    wire=transport,
+                    expect_status=scenario.expect_status,
+                    accepted=scenario.accepted,
+                    auth=scenario.auth,
+                    model_name=request.get("model"),
                 )
-                return result
-            found, checked, validator = check_capture(
-                scenario.api, cap, body, scenario.expect, validator=live
             )
-            result.crashes = validator.crashes
-            result.message = validator.message()
-            # the SDK replays the kept body: only when it was kept whole (not past the cap)
-            # and decoded to its end (not stopped by the size bound); not for a flood
-            whole = (
-                len(cap.body) >= cap.body_size
-                and cap.events_total <= SDK_MAX_EVENTS
-                and not validator.message_cut
-                and not any(f.rule == "sse.max-event" for f in cap.findings)
+            result.findings, result.checked = answer.findings, answer.checked
+            result.crashes = answer.crashes
+            if scenario.accepted and answer.accepted and answer.ok:
+                skip = served_texts(answer)[1]
+                result.skips = {r: skip for r in scenario.rules if r != scenario.accepted}
+            return result
+        if scenario.needs and cap.status in _UNSUPPORTED:
+            result.skipped = (
+                f"the endpoint refused the request with {cap.status}: it does not support "
+                f"{scenario.needs} ({_error_text(cap)})"
             )
-            if scenario.sdk and cap.status == 200 and cap.error is None and whole:
-                from .sdk_replay import compare_with_sdk
-
-                found += compare_with_sdk(
-                    scenario.api, cap, body, result.message,
-                    ended_by_error=validator.ended_by_error,
-                )  # fmt: skip
-                checked.add(f"sdk.{scenario.api}-accumulate")
-            if scenario.api == "anthropic":
-                checked.add("anthropic.request-id")
-                if cap.header("request-id") is None:
-                    found.append(
-                        Finding(
-                            "anthropic.request-id",
-                            "no request-id response header (the real API sends one; support "
-                            "tickets and logs key on it)",
-                        )
-                    )
-        result.findings = found + [f for f in transport if f not in found]
-        result.checked = checked | set(_TRANSPORT)
+            return result
+        found, checked, model, crashes = check_capture(
+            scenario.api, cap, body, scenario.expect, model=live, sdk=scenario.sdk
+        )
+        result.crashes = crashes
+        result.message = model.message()
+        result.findings, result.checked = found, checked
         return result
 
 
-def _pinning(live: StreamValidator, keeper: EventKeeper) -> Callable[[list[Event]], None]:
-    """The live validator's feed, keeping the events around each new finding for the
+def _pinning(live: StreamModel, keeper: EventKeeper) -> Callable[[list[Event]], None]:
+    """The live model's feed, keeping the events around each new finding for the
     report (the keeper drops the rest of a long stream)."""
 
     def feed(events: list[Event]) -> None:
@@ -381,41 +403,6 @@ def _pinning(live: StreamValidator, keeper: EventKeeper) -> Callable[[list[Event
                 keeper.pin(finding.event)
 
     return feed
-
-
-def _accepted(cap: Capture) -> bool:
-    return cap.status is not None and 200 <= cap.status < 300
-
-
-# What a 2xx answer to an error scenario with ``accepted`` tells about the endpoint's setup.
-_SERVED: Final = {
-    "http.auth-required": (
-        "the endpoint does not check keys: a request {how} was answered {status}",
-        "the endpoint does not check keys (a request {how} was answered {status}): there was "
-        "nothing to refuse",
-    ),
-    "http.unknown-model": (
-        "the unknown model {model!r} was answered {status}: the endpoint serves any model name "
-        "(a mistyped model name goes unnoticed)",
-        "the endpoint serves any model name ({model!r} was answered {status}): there was "
-        "nothing to refuse",
-    ),
-}
-_HOW: Final = {"none": "without an API key", "bad": "with an invalid API key"}
-
-
-def _served_anyway(result: ScenarioResult, transport: list[Finding]) -> ScenarioResult:
-    """An error scenario the endpoint served: a finding of the setup (INFO for keys, SHOULD
-    for models), and the error rules skipped with the reason — not failed."""
-    scenario, cap = result.scenario, result.capture
-    assert cap is not None
-    body = cap.request_body if isinstance(cap.request_body, dict) else {}
-    words = {"how": _HOW.get(scenario.auth, ""), "status": cap.status, "model": body.get("model")}
-    finding, skip = (text.format(**words) for text in _SERVED[scenario.accepted])
-    result.findings = [Finding(scenario.accepted, finding), *transport]
-    result.checked = {scenario.accepted, *_TRANSPORT}
-    result.skips = {r: skip for r in scenario.rules if r != scenario.accepted}
-    return result
 
 
 def _error_text(cap: Capture) -> str:
@@ -435,11 +422,11 @@ def check_file(
         request = _sidecar_request(path)
     if request is None:
         request = infer_request(api, _head_and_tail(path))
-    live = validator_for(api, request)
+    live = model_for(api, request)
     keeper = EventKeeper()
     cap = load_transcript(path, on_events=_pinning(live, keeper), keeper=keeper)
-    findings, _, _ = check_capture(api, cap, request, validator=live)
-    return findings, cap, live.crashes
+    findings, _, _, crashes = check_capture(api, cap, request, model=live)
+    return findings, cap, crashes
 
 
 def _sidecar_request(path: Path) -> dict[str, Any] | None:

@@ -53,38 +53,6 @@ TIME_TOOL = {
     },
 }
 
-# Rules observable in any streamed answer of each API (scenario-only rules are added per
-# scenario below). Tool-call rules are listed everywhere because a server may stream tool
-# calls unasked; they are reported as skipped where no tool call was seen.
-_STREAM_GROUPS = {"encoding", "http", "framing", "chunk", "lifecycle", "tools", "transport", "sdk"}
-_STREAM_EXTRA = ("openai.midstream-error", "anthropic.error-event")
-_TRANSPORT_RULES = tuple(r.id for r in catalogue().values() if r.group == "transport")
-_SCENARIO_ONLY = {
-    "http.stream-false-json",
-    "openai.finish-length",
-    "openai.n-choices",
-    "openai.usage-chunk",
-    "openai.usage-total",
-    "openai.usage-null-before",
-    "openai.usage-max-tokens",
-    "openai.usage-unrequested",
-    "anthropic.stop-max-tokens",
-}
-
-
-def _stream_rules(api: str, *extra: str) -> tuple[str, ...]:
-    ids = [
-        r.id
-        for r in catalogue().values()
-        if api in r.apis
-        and (r.group in _STREAM_GROUPS or r.id in _STREAM_EXTRA)
-        and r.id not in _SCENARIO_ONLY
-    ]
-    if api == "anthropic":  # every Anthropic stream carries usage
-        usage = ("anthropic.usage", "anthropic.usage-input", "anthropic.usage-output")
-        ids += [r for r in usage if r not in ids]
-    return tuple(ids) + tuple(r for r in extra if r not in ids)
-
 
 @dataclass(frozen=True)
 class Scenario:
@@ -103,7 +71,6 @@ class Scenario:
     kind: Kind
     title: str
     build: Callable[[str], Any]
-    rules: tuple[str, ...]
     expect: frozenset[str] = frozenset()
     auth: Literal["key", "none", "bad"] = "key"
     expect_status: tuple[int, ...] = ()
@@ -116,6 +83,16 @@ class Scenario:
     def id(self) -> str:
         return f"{self.api}:{self.name}"
 
+    @property
+    def rules(self) -> tuple[str, ...]:
+        """The rules it can observe: its API's whose catalogue entry names its kind or its
+        name in ``seen_in`` (the catalogue says where each rule is judged)."""
+        return tuple(
+            r.id
+            for r in catalogue().values()
+            if self.api in r.apis and (self.kind in r.seen_in or self.name in r.seen_in)
+        )
+
 
 def _messages(prompt: str) -> list[dict[str, str]]:
     return [{"role": "user", "content": prompt}]
@@ -123,7 +100,6 @@ def _messages(prompt: str) -> list[dict[str, str]]:
 
 def _openai() -> list[Scenario]:
     base = {"stream": True}
-    usage = ("openai.usage-unrequested",)
     return [
         Scenario(
             "plain",
@@ -131,7 +107,6 @@ def _openai() -> list[Scenario]:
             "stream",
             "plain text",
             lambda m: {"model": m, "messages": _messages(PROMPT_LONG), **base},
-            _stream_rules("openai", *usage),
         ),
         Scenario(
             "max-tokens",
@@ -145,13 +120,6 @@ def _openai() -> list[Scenario]:
                 "stream_options": {"include_usage": True},
                 **base,
             },
-            _stream_rules(
-                "openai",
-                "openai.finish-length",
-                "openai.usage-chunk",
-                "openai.usage-max-tokens",
-                "openai.usage-output",
-            ),
             expect=frozenset({"openai.finish-length"}),
         ),
         Scenario(
@@ -160,7 +128,6 @@ def _openai() -> list[Scenario]:
             "stream",
             "stop sequence",
             lambda m: {"model": m, "messages": _messages(PROMPT_COUNT), "stop": [" 7"], **base},
-            _stream_rules("openai", *usage),
         ),
         Scenario(
             "tool",
@@ -174,7 +141,6 @@ def _openai() -> list[Scenario]:
                 "tool_choice": {"type": "function", "function": {"name": "get_weather"}},
                 **base,
             },
-            _stream_rules("openai", *usage),
             needs="tools",
         ),
         Scenario(
@@ -190,7 +156,6 @@ def _openai() -> list[Scenario]:
                 "parallel_tool_calls": True,
                 **base,
             },
-            _stream_rules("openai", *usage),
             needs="parallel tool calls",
         ),
         Scenario(
@@ -204,13 +169,6 @@ def _openai() -> list[Scenario]:
                 "stream_options": {"include_usage": True},
                 **base,
             },
-            _stream_rules(
-                "openai",
-                "openai.usage-chunk",
-                "openai.usage-total",
-                "openai.usage-null-before",
-                "openai.usage-output",
-            ),
         ),
         Scenario(
             "n2",
@@ -218,7 +176,6 @@ def _openai() -> list[Scenario]:
             "stream",
             "n=2 choices",
             lambda m: {"model": m, "messages": _messages(PROMPT_SHORT), "n": 2, **base},
-            _stream_rules("openai", "openai.n-choices", *usage),
             needs="n > 1",
         ),
         Scenario(
@@ -227,7 +184,6 @@ def _openai() -> list[Scenario]:
             "json",
             "stream: false answer",
             lambda m: {"model": m, "messages": _messages(PROMPT_SHORT)},
-            ("http.stream-false-json", *_TRANSPORT_RULES),
             sdk=False,
         ),
         *_error_scenarios("openai", {"model": None, "messages": _messages(PROMPT_SHORT), **base}),
@@ -235,8 +191,6 @@ def _openai() -> list[Scenario]:
 
 
 def _error_scenarios(api: str, body: dict[str, Any]) -> list[Scenario]:
-    rules = (f"{api}.error-status", f"{api}.error-body")
-    auth_rules = (*rules, "http.auth-required")
 
     def valid(m: str) -> dict[str, Any]:
         return {**body, "model": m}
@@ -248,7 +202,6 @@ def _error_scenarios(api: str, body: dict[str, Any]) -> list[Scenario]:
             "error",
             "no API key",
             valid,
-            auth_rules,
             auth="none",
             expect_status=(401,),
             sdk=False,
@@ -260,7 +213,6 @@ def _error_scenarios(api: str, body: dict[str, Any]) -> list[Scenario]:
             "error",
             "invalid API key",
             valid,
-            auth_rules,
             auth="bad",
             expect_status=(401,),
             sdk=False,
@@ -272,7 +224,6 @@ def _error_scenarios(api: str, body: dict[str, Any]) -> list[Scenario]:
             "error",
             "malformed JSON body",
             lambda m: b'{"model": "' + m.encode() + b'", "messages": [',
-            rules,
             expect_status=(400, 422),
             sdk=False,
         ),
@@ -282,7 +233,6 @@ def _error_scenarios(api: str, body: dict[str, Any]) -> list[Scenario]:
             "error",
             "unknown model",
             lambda m: {**body, "model": UNKNOWN_MODEL},
-            (*rules, "http.unknown-model"),
             expect_status=(404, 400),
             sdk=False,
             accepted="http.unknown-model",
@@ -314,7 +264,6 @@ def _anthropic() -> list[Scenario]:
             "stream",
             "plain text",
             lambda m: body(m, PROMPT_LONG),
-            _stream_rules("anthropic"),
         ),
         Scenario(
             "max-tokens",
@@ -322,7 +271,6 @@ def _anthropic() -> list[Scenario]:
             "stream",
             "max_tokens cut (stop_reason max_tokens)",
             lambda m: body(m, PROMPT_LONG, max_tokens=5),
-            _stream_rules("anthropic", "anthropic.stop-max-tokens"),
             expect=frozenset({"anthropic.stop-max-tokens"}),
         ),
         Scenario(
@@ -331,7 +279,6 @@ def _anthropic() -> list[Scenario]:
             "stream",
             "stop sequence (stop_reason stop_sequence)",
             lambda m: body(m, PROMPT_COUNT, stop_sequences=[" 7"]),
-            _stream_rules("anthropic"),
         ),
         Scenario(
             "tool",
@@ -344,7 +291,6 @@ def _anthropic() -> list[Scenario]:
                 tools=[ANTHROPIC_WEATHER_TOOL],
                 tool_choice={"type": "tool", "name": "get_weather"},
             ),
-            _stream_rules("anthropic"),
             needs="tools",
         ),
         Scenario(
@@ -358,7 +304,6 @@ def _anthropic() -> list[Scenario]:
                 max_tokens=2048,
                 thinking={"type": "enabled", "budget_tokens": 1024},
             ),
-            _stream_rules("anthropic"),
             needs="extended thinking",
         ),
         Scenario(
@@ -367,7 +312,6 @@ def _anthropic() -> list[Scenario]:
             "json",
             "stream: false answer",
             lambda m: {k: v for k, v in body(m, PROMPT_SHORT).items() if k != "stream"},
-            ("http.stream-false-json", *_TRANSPORT_RULES),
             sdk=False,
         ),
         *_error_scenarios(
@@ -380,7 +324,6 @@ def _anthropic() -> list[Scenario]:
             "error",
             "missing max_tokens",
             lambda m: {"model": m, "messages": _messages(PROMPT_SHORT), "stream": True},
-            ("anthropic.error-status", "anthropic.error-body"),
             expect_status=(400,),
             sdk=False,
         ),

@@ -23,6 +23,7 @@ from ..endpoints import KEY_ENV, request_headers
 from ..redact import register_secret
 from ..server import DEFAULT_MODEL
 from ..suite_options import parse_header
+from .metric_defs import SLO
 from .metrics import Slo
 
 __all__ = [
@@ -167,9 +168,10 @@ def add_locust_arguments(parser: Any) -> None:
         help="check every stream with the conformance validators; MUST violations "
         "count as failures by rule id",
     )
-    g.add_argument("--slo-ttft-ms", type=float, default=0.0, help="SLO on TTFT (0: none)")
-    g.add_argument("--slo-tpot-ms", type=float, default=0.0, help="SLO on TPOT (0: none)")
-    g.add_argument("--slo-e2e-ms", type=float, default=0.0, help="SLO on E2E (0: none)")
+    for d in SLO:
+        g.add_argument(
+            f"--slo-{d.name}-ms", type=float, default=0.0, help=f"SLO on {d.label} (0: none)"
+        )
     g.add_argument(
         "--connect-timeout", type=float, default=_DEFAULTS.connect, help="seconds to connect"
     )
@@ -328,11 +330,7 @@ class Settings:
         keys = {name: resolve_api_key(explicit, name) for name in ("openai", "anthropic")}
         for key in keys.values():
             register_secret(key)
-        slo = Slo(
-            _float(get("slo_ttft_ms")) or None,
-            _float(get("slo_tpot_ms")) or None,
-            _float(get("slo_e2e_ms")) or None,
-        )
+        slo = Slo(**{d.key: _float(get(f"slo_{d.key}")) or None for d in SLO})
         timeouts = timeouts_of(options)
         raw_headers = list(get("header") or [])
         if os.environ.get(HEADERS_ENV):

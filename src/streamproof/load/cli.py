@@ -41,6 +41,7 @@ from .args import (
     parse_duration,
     run_folder,
 )
+from .metric_defs import SLO
 from .summary import format_table
 
 __all__ = [
@@ -155,9 +156,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="on",
         help="check every stream against the rules (default on)",
     )
-    parser.add_argument("--slo-ttft-ms", type=float, help="goodput: TTFT objective (default none)")
-    parser.add_argument("--slo-tpot-ms", type=float, help="goodput: TPOT objective (default none)")
-    parser.add_argument("--slo-e2e-ms", type=float, help="goodput: E2E objective (default none)")
+    for d in SLO:
+        parser.add_argument(
+            f"--slo-{d.name}-ms", type=float, help=f"goodput: {d.label} objective (default none)"
+        )
     for name, help_text in (
         ("connect-timeout", "seconds to connect (default 10)"),
         ("first-byte-timeout", "seconds until the response headers (default 30)"),
@@ -226,9 +228,7 @@ def _optional(args: argparse.Namespace) -> list[str]:
         "model",
         "prompt_file",
         "prompt_words",
-        "slo_ttft_ms",
-        "slo_tpot_ms",
-        "slo_e2e_ms",
+        *(f"slo_{d.key}" for d in SLO),
         "connect_timeout",
         "first_byte_timeout",
         "idle_timeout",

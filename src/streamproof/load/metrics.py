@@ -44,6 +44,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from .metric_defs import LATENCIES, SAMPLED, SCHED_LAG, SLO, THROUGHPUT
+
 __all__ = [
     "METRICS",
     "PERCENTILES",
@@ -60,7 +62,7 @@ __all__ = [
 ]
 
 PERCENTILES: Final = (("p50", 0.50), ("p90", 0.90), ("p95", 0.95), ("p99", 0.99), ("p999", 0.999))
-METRICS: Final = ("ttfb", "ttft", "ttfo", "tpot", "itl", "e2e")
+METRICS: Final = tuple(d.name for d in LATENCIES)  # the names of summary.json's latencies
 DEFAULT_CAP: Final = 1_000_000
 _US_PER_MS: Final = 1000.0
 
@@ -124,26 +126,31 @@ def request_metrics(rec: Mapping[str, Any]) -> RequestMetrics:
 
 @dataclass(frozen=True, slots=True)
 class Slo:
-    """Service-level objectives in ms; None: not configured."""
+    """Service-level objectives in ms, one field per metric with ``slo`` in ``metric_defs``
+    (named by its key); None: not configured."""
 
     ttft_ms: float | None = None
     tpot_ms: float | None = None
     e2e_ms: float | None = None
 
+    def limits(self) -> list[tuple[str, str, float | None]]:
+        """``(metric name, key, objective)`` of every metric that can have one."""
+        return [(d.name, d.key, getattr(self, d.key)) for d in SLO]
+
     @property
     def configured(self) -> bool:
-        return any(v is not None for v in (self.ttft_ms, self.tpot_ms, self.e2e_ms))
+        return any(limit is not None for _, _, limit in self.limits())
 
     def as_dict(self) -> dict[str, float]:
-        pairs = (("ttft_ms", self.ttft_ms), ("tpot_ms", self.tpot_ms), ("e2e_ms", self.e2e_ms))
-        return {k: v for k, v in pairs if v is not None}
+        return {key: limit for _, key, limit in self.limits() if limit is not None}
 
     def met(self, ok: bool, m: RequestMetrics | None) -> bool:
         """Does a request meet every configured objective? Errors never do; a metric the
         request has no value for (TPOT of a one-token answer) does not count against it."""
         if not ok or m is None:
             return False
-        for limit, value in ((self.ttft_ms, m.ttft), (self.tpot_ms, m.tpot), (self.e2e_ms, m.e2e)):
+        for name, _, limit in self.limits():
+            value = getattr(m, name)
             if limit is not None and value is not None and value > limit:
                 return False
         return not (self.ttft_ms is not None and m.ttft is None)
@@ -341,8 +348,8 @@ class Aggregate:
     samples: dict[str, Reservoir] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        for i, name in enumerate((*METRICS, "sched")):
-            self.samples.setdefault(name, Reservoir(self.cap, seed=i))
+        for d in SAMPLED:  # seeded by name: another metric's place in the list does not matter
+            self.samples.setdefault(d.name, Reservoir(self.cap, seed=d.seed))
 
     def add(self, rec: Mapping[str, Any]) -> RequestMetrics | None:
         """Count one record; returns its metrics (None when the stream did not complete).
@@ -357,7 +364,7 @@ class Aggregate:
             self.last_wall = end
         sched = rec.get("sched_us")
         if sched is not None:
-            self.samples["sched"].add(sched / _US_PER_MS)
+            self.samples[SCHED_LAG.name].add(sched / _US_PER_MS)
         self.total += 1
         self.retried += bool(rec.get("retried"))
         if rec.get("aborted"):
@@ -383,16 +390,12 @@ class Aggregate:
         if self.slo.configured and self.slo.met(bool(rec.get("ok")), m):
             self.good += 1
         s = self.samples
-        for name, value in (
-            ("ttfb", m.ttfb),
-            ("ttft", m.ttft),
-            ("ttfo", m.ttfo),
-            ("tpot", m.tpot),
-            ("e2e", m.e2e),
-        ):
-            if value is not None:
-                s[name].add(value)
-        s["itl"].extend(m.itl)
+        for d in LATENCIES:
+            value = getattr(m, d.name)
+            if d.pooled:
+                s[d.name].extend(value)
+            elif value is not None:
+                s[d.name].add(value)
         self._bucket(wall, rec.get("content_us") or (), m)
         return m
 
@@ -440,7 +443,7 @@ class Aggregate:
     def throughput(self) -> dict[str, float]:
         window = self.window_s
         if window <= 0:
-            return {"output_tokens_per_s": 0.0, "requests_per_s": 0.0, "achieved_concurrency": 0.0}
+            return dict.fromkeys((d.path[-1] for d in THROUGHPUT), 0.0)
         return {
             "output_tokens_per_s": self.tokens / window,
             "requests_per_s": self.completed / window,

@@ -22,7 +22,7 @@ httpx ``iter_raw()`` under gevent             5.9 ms      35 ms         97 %
 ===========================================  ==========  ============  =====
 
 Then, for plain HTTP under gevent, the reads happen in the event loop's own callbacks
-(:class:`_Reactor`) instead of in a greenlet blocked in ``recv`` per stream. In Locust
+(:class:`Reactor`) instead of in a greenlet blocked in ``recv`` per stream. In Locust
 (``benchmarks/bench_load.py``, figures in BENCHMARKS.md) one process keeps lateness p50 under
 5 ms up to ~54k events/s with validation off and ~38k with every event validated, where stock
 HttpUser ``iter_lines(chunk_size=None)`` passes 5 ms at ~26-28k with a p99 near 100 ms;
@@ -30,7 +30,7 @@ FastHttpUser's ``iter_lines`` reads 1 KiB blocks (``response.read(1024)`` waits 
 to fill), batches ~8 events and is ~20 ms late at p50 at any rate. A read returns as soon as
 any byte is there (no read-ahead buffer), so a stamp is never late by more than the time the
 process's one core takes to get to it. HTTPS takes the same path: TLS runs on memory BIOs
-(:class:`_TLS`), so the encrypted read is stamped and then decrypted. Without gevent (a plain
+(:class:`TLS`), so the encrypted read is stamped and then decrypted. Without gevent (a plain
 script) the client reads with the socket's own blocking waits.
 
 Time bounds as in ``capture.Timeouts``: connect, first byte (until the response headers), idle
@@ -42,36 +42,29 @@ addressed directly), HTTP/2.
 from __future__ import annotations
 
 import contextlib
-import errno
-import os
 import select
 import socket
 import ssl
-import sys
 import time
-import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-import httptools
-
 from ..capture import Timeouts, tls_context
 from ..endpoints import API_PATHS
-from ..findings import Finding, at_api_level
+from ..findings import Finding
 from ..redact import redact
-from ..sse import DEFAULT_MAX_EVENT_BYTES, Event, SSEDecoder
+from ..sse import DEFAULT_MAX_EVENT_BYTES
 from ..stalls import WATCH
-from ..validators.base import StreamValidator, check_http
-from .apis import StreamTracker
+from ..validators.answers import Answer, judge
+from ..validators.model import StreamModel
+from .exchange import READ_SIZE, TLS, Exchange, Fail, Stale
+from .reactor import gevent_patched, reactor
 
 __all__ = ["STAMP_HEADER", "StreamClient", "StreamResult"]
 
 STAMP_HEADER: Final = "x-streamproof-stamps"
-_READ: Final = 65536
-_ERROR_BODY_MAX: Final = 64 * 1024
-_STALE_ERRNOS: Final = (errno.ECONNRESET, errno.EPIPE)
 # A reused connection that fails before the first response byte is taken for stale (and the
 # request sent again, once, and counted) only when it had been idle this long: a server's
 # keep-alive timeout is seconds (uvicorn and Node 5 s, nginx 75 s), so a connection reused
@@ -79,21 +72,8 @@ _STALE_ERRNOS: Final = (errno.ECONNRESET, errno.EPIPE)
 # connection the server already closed is found before sending (``_alive``) and replaced
 # without a retry, since nothing was sent on it.
 STALE_IDLE_NS: Final = 1_000_000_000
-_EVENT_READ: Final = 1  # libev (gevent.core) READ
 _pc = time.perf_counter_ns
 _USER_AGENT: Final = "streamproof-load"
-
-
-class _Fail(Exception):
-    def __init__(self, kind: str, message: str) -> None:
-        super().__init__(message)
-        self.kind = kind
-        self.message = message
-
-
-class _Stale(Exception):
-    """A reused keep-alive connection that had sat idle was closed by the server before
-    answering (its keep-alive timer ran out as the request went out): sent again, once."""
 
 
 @dataclass(slots=True)
@@ -107,7 +87,7 @@ class StreamResult:
     """
 
     api: str
-    tracker: StreamTracker
+    model: StreamModel  # the stream model: stamps, usage, end; findings with validation on
     t_send: int = 0
     t_headers: int | None = None
     t_end: int = 0
@@ -137,7 +117,7 @@ class StreamResult:
         findings; ``ok``: completed and no MUST rule broken (a MUST violation is a failure of
         kind ``protocol``, its figures counted all the same)."""
         t0 = self.t_send
-        tracker = self.tracker
+        model = self.model
         violations = self.violations()
         must = [rule for rule, level in violations.items() if level == "MUST"]
         completed = self.error_kind is None and not self.aborted
@@ -146,8 +126,8 @@ class StreamResult:
             error = "protocol"
             first = next(f for f in self.findings or () if f.rule == must[0])
             detail = redact(f"{first.rule}: {first.message}"[:300])
-        tokens, source = tracker.output_tokens
-        end, last, visible = tracker.end_t, tracker.last_t, tracker.visible_t
+        tokens, source = model.output_tokens
+        end, last, visible = model.end_t, model.last_t, model.visible_t
         return {
             "api": self.api,
             "ok": completed and not must,
@@ -161,399 +141,17 @@ class StreamResult:
             "wall": wall,
             "sched_us": None if t_sched is None else (t0 - t_sched) // 1000,
             "ttfb_us": None if self.t_headers is None else (self.t_headers - t0) // 1000,
-            "content_us": [(t - t0) // 1000 for t in tracker.content_t],
+            "content_us": [(t - t0) // 1000 for t in model.content_t],
             "visible_us": None if visible is None else (visible - t0) // 1000,
             "end_us": None if end is None else (end - t0) // 1000,
             "last_us": None if last is None else (last - t0) // 1000,
             "dur_us": (self.t_end - t0) // 1000,
             "tokens": tokens,
             "source": source,
-            "events": tracker.events,
+            "events": model.events,
             "bytes": self.body_bytes,
             "ttft_lag_us": None if self.ttft_lag_ns is None else self.ttft_lag_ns // 1000,
         }
-
-
-class _TLS:
-    """TLS on a plain socket through the ssl module's memory BIOs (``SSLContext.wrap_bio``):
-    the read path stays the same for HTTP and HTTPS — the encrypted read is stamped the moment
-    it returns, then decrypted in place — so HTTPS streams are read in the reactor's callbacks
-    too, where an ``SSLSocket`` needs a greenlet blocked in ``recv`` per stream. Measured
-    (``bench_load.py --tls``, validation on): 29.7k events/s at lateness p50 < 5 ms, against
-    21.1k with an ``SSLSocket`` per greenlet (stock HttpUser: 21.7k)."""
-
-    __slots__ = ("incoming", "obj", "outgoing")
-
-    def __init__(self, context: ssl.SSLContext, host: str) -> None:
-        self.incoming = ssl.MemoryBIO()
-        self.outgoing = ssl.MemoryBIO()
-        self.obj = context.wrap_bio(self.incoming, self.outgoing, server_hostname=host)
-
-    def handshake(self, sock: Any) -> None:
-        """On a socket with its own waits and timeout (the caller maps the errors)."""
-        while True:
-            try:
-                self.obj.do_handshake()
-                break
-            except ssl.SSLWantReadError:
-                self.flush(sock)
-                data = sock.recv(_READ)
-                if not data:
-                    raise ConnectionResetError("the server closed the connection") from None
-                self.incoming.write(data)
-        self.flush(sock)
-
-    def flush(self, sock: Any) -> None:
-        """Send what TLS has to say (handshake records, the answer to a key update)."""
-        out = self.outgoing.read()
-        if out:
-            sock.sendall(out)
-
-    def encrypt(self, data: bytes) -> bytes:
-        self.obj.write(data)
-        return self.outgoing.read()
-
-    def decrypt(self, data: bytes) -> tuple[bytes, bool]:
-        """The plaintext of one read, and whether the server closed TLS (close_notify)."""
-        self.incoming.write(data)
-        parts: list[bytes] = []
-        while True:
-            try:
-                part = self.obj.read(_READ)
-            except ssl.SSLWantReadError:
-                return b"".join(parts), False
-            except ssl.SSLZeroReturnError:
-                return b"".join(parts), True
-            if not part:
-                return b"".join(parts), True
-            parts.append(part)
-
-
-class _Exchange:
-    """One response being read: the httptools callbacks (the stamp of the current read is
-    ``t``) and :meth:`take`, the step shared by both read loops."""
-
-    __slots__ = (
-        "abort_after",
-        "aborting",
-        "close_delimited",
-        "deadline",
-        "decoder",
-        "done",
-        "error_body",
-        "failure",
-        "first_byte_ns",
-        "got_any",
-        "headers",
-        "idle_ns",
-        "inflate",
-        "keep_alive",
-        "lag",
-        "last_read",
-        "may_be_stale",
-        "parser",
-        "raw",
-        "result",
-        "sse",
-        "t",
-        "tls",
-        "tracker",
-        "validator",
-        "wake",
-    )
-
-    def __init__(
-        self,
-        result: StreamResult,
-        validator: StreamValidator | None,
-        max_event_bytes: int,
-        abort_after: int | None,
-    ) -> None:
-        self.result = result
-        self.tracker = result.tracker
-        self.validator = validator
-        self.decoder = SSEDecoder(max_event_bytes)
-        self.headers: dict[str, str] = {}
-        self.t = 0
-        self.done = False
-        self.keep_alive = False
-        self.sse = False
-        self.close_delimited = False
-        self.error_body: list[bytes] = []
-        self.inflate: Any = None
-        self.lag: list[int] | None = None
-        self.abort_after = abort_after
-        self.aborting = False
-        self.parser = httptools.HttpResponseParser(self)
-        # read-loop state (set by the client before the first read)
-        self.deadline = 0
-        self.first_byte_ns = 0
-        self.idle_ns = 0
-        self.last_read = 0
-        self.may_be_stale = False
-        self.got_any = False
-        self.raw: Any = None
-        self.tls: _TLS | None = None
-        self.failure: BaseException | None = None
-        self.wake: Any = None
-
-    # -- one read --------------------------------------------------------------------------
-
-    def take(self, data: bytes, t: int) -> bool:
-        """Feed one read stamped ``t``; True when the exchange is over (complete or aborted).
-        Raises :class:`_Fail` (or :class:`_Stale` on a dead keep-alive connection)."""
-        result = self.result
-        if not data:
-            if self.may_be_stale and not self.got_any:
-                raise _Stale
-            if result.t_headers is not None and self.close_delimited:
-                self.done = True
-                return True
-            raise _Fail("transport.broken", self.broken("connection closed"))
-        self.got_any = True
-        self.t = self.last_read = t
-        try:
-            self.parser.feed_data(data)
-        except httptools.HttpParserUpgrade as exc:
-            raise _Fail("transport.broken", "unexpected protocol upgrade") from exc
-        except httptools.HttpParserError as exc:
-            raise _Fail("transport.broken", f"malformed HTTP response: {exc}") from exc
-        if self.aborting:
-            result.aborted = True
-            return True
-        if self.sse and self.decoder.stopped:
-            raise _Fail("transport.broken", "an event passed the size bound (sse.max-event)")
-        if t > self.deadline:
-            raise _Fail("transport.total", self.total_message())
-        return self.done
-
-    def take_read(self, data: bytes, t: int) -> bool:
-        """:meth:`take` for one socket read, decrypted first on a TLS connection (a read of
-        only TLS records, a session ticket say, has nothing to take yet)."""
-        tls = self.tls
-        if tls is None or not data:
-            return self.take(data, t)
-        try:
-            plain, closed = tls.decrypt(data)
-            tls.flush(self.raw)
-        except (ssl.SSLError, OSError) as exc:
-            raise _Fail("transport.broken", self.broken(f"TLS failed: {exc}")) from exc
-        if plain and self.take(plain, t):
-            return True
-        return self.take(b"", t) if closed else False
-
-    def read_error(self, exc: OSError) -> Exception:
-        if self.may_be_stale and not self.got_any and exc.errno in _STALE_ERRNOS:
-            return _Stale()
-        return _Fail("transport.broken", self.broken(str(exc)))
-
-    def expired(self, now: int) -> _Fail | None:
-        """The time bound that ran out at ``now``, if any."""
-        if now >= self.deadline:
-            return _Fail("transport.total", self.total_message())
-        if self.result.t_headers is None:
-            if now >= self.result.t_send + self.first_byte_ns:
-                return _Fail(
-                    "transport.first-byte",
-                    f"no response headers within {self.first_byte_ns / 1e9:g} s",
-                )
-        elif now >= self.last_read + self.idle_ns:
-            return _Fail(
-                "transport.idle",
-                f"no byte for {self.idle_ns / 1e9:g} s after {self.tracker.events} event(s)",
-            )
-        return None
-
-    def timed_out(self) -> _Fail:
-        """A wait of the blocking read loop ran out: which bound was it?"""
-        if _pc() >= self.deadline - 1_000_000:
-            return _Fail("transport.total", self.total_message())
-        if self.result.t_headers is None:
-            return _Fail(
-                "transport.first-byte", f"no response headers within {self.first_byte_ns / 1e9:g} s"
-            )
-        return _Fail(
-            "transport.idle",
-            f"no byte for {self.idle_ns / 1e9:g} s after {self.tracker.events} event(s)",
-        )
-
-    def total_message(self) -> str:
-        total = (self.deadline - self.result.t_send) / 1e9
-        return (
-            f"the exchange did not end within {total:g} s ({self.tracker.events} event(s) so far)"
-        )
-
-    def broken(self, what: str) -> str:
-        if self.result.t_headers is None:
-            return f"{what} before the response headers"
-        return f"{what} after {self.tracker.events} event(s)"
-
-    # -- httptools callbacks -------------------------------------------------------------
-
-    def on_header(self, name: bytes, value: bytes) -> None:
-        key = name.decode("latin-1").lower()
-        text = value.decode("latin-1")
-        self.headers[key] = f"{self.headers[key]}, {text}" if key in self.headers else text
-
-    def on_headers_complete(self) -> None:
-        result = self.result
-        result.t_headers = self.t
-        result.status = status = self.parser.get_status_code()
-        self.sse = 200 <= status < 300
-        headers = self.headers
-        result.content_type = headers.get("content-type", "").split(";")[0].strip().lower()
-        encoding = headers.get("content-encoding", "").strip().lower()
-        if encoding in ("gzip", "deflate"):
-            self.inflate = zlib.decompressobj(47 if encoding == "gzip" else 15)
-        self.close_delimited = (
-            "content-length" not in headers
-            and "chunked" not in headers.get("transfer-encoding", "").lower()
-        )
-
-    def on_body(self, data: bytes) -> None:
-        self.result.body_bytes += len(data)
-        if self.inflate is not None:
-            data = self.inflate.decompress(data)
-        if not self.sse:
-            if sum(map(len, self.error_body)) < _ERROR_BODY_MAX:
-                self.error_body.append(data)
-            return
-        decoder = self.decoder
-        events = decoder.feed(data, self.t)
-        if not events:
-            return
-        tracker = self.tracker
-        found = tracker.feed(events)
-        if self.validator is not None:
-            self.validator.feed(events)
-        if events[-1].comment is not None:  # the reference server's send stamps
-            self._lateness(events, tracker.first_index)
-        if found and self.abort_after is not None and len(tracker.content_t) >= self.abort_after:
-            self.aborting = True
-
-    def _lateness(self, events: list[Event], first: int) -> None:
-        """Receive minus send stamp (``: t=<ns>`` before each event) per stamped event."""
-        lag = self.lag
-        if lag is None:
-            lag = self.lag = []
-        for event in events:
-            comment = event.comment
-            if comment is not None and comment.startswith(b" t="):
-                try:
-                    late = event.t - int(comment[3:])
-                except ValueError:
-                    continue
-                lag.append(late)
-                if event.index == first:
-                    self.result.ttft_lag_ns = late
-
-    def on_message_complete(self) -> None:
-        self.done = True
-        self.keep_alive = self.parser.should_keep_alive()  # (reset once the call returns)
-
-
-def _gevent_patched() -> bool:
-    monkey = sys.modules.get("gevent.monkey")
-    return monkey is not None and monkey.is_module_patched("socket")
-
-
-class _Reactor:
-    """Reads every in-flight plain-HTTP stream of the process inside gevent's own event loop.
-
-    Under gevent each ``sock.recv`` of a waiting greenlet costs a failed non-blocking read, a
-    timeout object and two greenlet switches per read. Here each exchange gets one libev read
-    watcher whose callback runs in the hub: it reads the ready socket once, stamps the read the
-    moment it returns and feeds it on, with no greenlet switch and no second poll; the user
-    greenlet sleeps until its exchange is over. Measured with a client that only reads (250
-    streams from the reference server, 10 ms between events): 10.5 µs of CPU per read, against
-    12.1 for one reader greenlet on its own epoll and ~14 when that greenlet also waits with a
-    timeout, as it did. Time bounds are checked by one repeating timer every ``CHECK_S``.
-    """
-
-    CHECK_S: Final = 0.05
-
-    def __init__(self) -> None:
-        import gevent
-        import gevent.event
-
-        self._loop = gevent.get_hub().loop
-        self._event_cls = gevent.event.Event
-        self._active: dict[_Exchange, Any] = {}  # exchange -> its read watcher
-        self._timer: Any = None
-
-    def read(self, sock: Any, ex: _Exchange) -> None:
-        """Wait (this greenlet) until the exchange is over; raise its failure, if any."""
-        raw = getattr(sock, "_sock", sock)  # gevent's socket wraps a non-blocking one
-        ex.raw = raw
-        ex.last_read = ex.result.t_send
-        ex.wake = self._event_cls()
-        watcher = self._loop.io(raw.fileno(), _EVENT_READ)
-        self._active[ex] = watcher
-        watcher.start(self._ready, ex)
-        if self._timer is None:
-            self._timer = self._loop.timer(self.CHECK_S, self.CHECK_S)
-            self._timer.start(self._check)
-        try:
-            ex.wake.wait()
-        finally:
-            self._forget(ex)
-        if ex.failure is not None:
-            raise ex.failure
-
-    def _forget(self, ex: _Exchange) -> None:
-        watcher = self._active.pop(ex, None)
-        if watcher is not None:
-            watcher.stop()
-            watcher.close()
-        if not self._active and self._timer is not None:
-            self._timer.stop()
-            self._timer.close()
-            self._timer = None
-
-    def _end(self, ex: _Exchange, failure: BaseException | None) -> None:
-        ex.failure = failure
-        self._forget(ex)
-        ex.wake.set()
-
-    def _ready(self, ex: _Exchange) -> None:
-        """The watcher's callback (in the hub: it must never block or raise)."""
-        try:
-            data = ex.raw.recv(_READ)
-        except (BlockingIOError, InterruptedError):
-            return
-        except OSError as exc:
-            self._end(ex, ex.read_error(exc))
-            return
-        t = _pc()
-        try:
-            over = ex.take(data, t) if ex.tls is None else ex.take_read(data, t)
-        except (_Fail, _Stale) as exc:
-            self._end(ex, exc)
-            return
-        except Exception as exc:  # a bug must end one exchange, never the event loop
-            self._end(ex, _Fail("transport.broken", f"client error: {exc!r}"))
-            return
-        if over:
-            self._end(ex, None)
-
-    def _check(self) -> None:
-        now = _pc()
-        for ex in list(self._active):
-            failure = ex.expired(now)
-            if failure is not None:
-                self._end(ex, failure)
-
-
-_REACTORS: dict[int, _Reactor] = {}
-
-
-def _reactor() -> _Reactor:
-    """The process's reactor (a forked worker process makes its own)."""
-    pid = os.getpid()
-    reactor = _REACTORS.get(pid)
-    if reactor is None:
-        reactor = _REACTORS[pid] = _Reactor()
-    return reactor
 
 
 class StreamClient:
@@ -584,7 +182,7 @@ class StreamClient:
         self.max_event_bytes = max_event_bytes
         self._ssl = ssl_context
         self._sock: Any = None
-        self._tls: _TLS | None = None  # the connection's TLS state (https)
+        self._tls: TLS | None = None  # the connection's TLS state (https)
         self._idle_since = 0  # when the connection's last exchange ended
 
     def close(self) -> None:
@@ -611,9 +209,8 @@ class StreamClient:
         api: str,
         body: bytes,
         headers: dict[str, str],
-        tracker: StreamTracker,
+        model: StreamModel,
         *,
-        validator: StreamValidator | None = None,
         abort_after: int | None = None,
         on_send: Callable[[int], None] | None = None,
     ) -> StreamResult:
@@ -623,7 +220,7 @@ class StreamClient:
         interrupting user); the result is then ``aborted``. Never raises for a server's or the
         network's failure: those end up in ``error_kind``.
         """
-        result = StreamResult(api, tracker)
+        result = StreamResult(api, model)
         head = self._head(api, headers, len(body))
         t_out = self.timeouts
         if self._sock is not None and not self._alive():
@@ -634,7 +231,7 @@ class StreamClient:
             result.t_send = t_send = _pc()
             if on_send is not None and attempt == 0:
                 on_send(t_send)
-            ex = _Exchange(result, validator, self.max_event_bytes, abort_after)
+            ex = Exchange(result, self.max_event_bytes, abort_after)
             ex.deadline = t_send + int(t_out.total * 1e9)
             ex.first_byte_ns = int(t_out.first_byte * 1e9)
             ex.idle_ns = int(t_out.idle * 1e9)
@@ -647,17 +244,17 @@ class StreamClient:
                     sock.sendall(request if tls is None else tls.encrypt(request))
                 except (OSError, ssl.SSLError) as exc:
                     if reused and attempt == 0:  # the server cannot have read the request
-                        raise _Stale from exc
-                    raise _Fail("transport.broken", f"sending the request failed: {exc}") from exc
-                if _gevent_patched():
-                    _reactor().read(sock, ex)
+                        raise Stale from exc
+                    raise Fail("transport.broken", f"sending the request failed: {exc}") from exc
+                if gevent_patched():
+                    reactor().read(sock, ex)
                 else:
                     self._read(sock, ex)
-            except _Stale:
+            except Stale:
                 self.close()
-                result = StreamResult(api, tracker, retried=True)
+                result = StreamResult(api, model, retried=True)
                 continue
-            except _Fail as fail:
+            except Fail as fail:
                 self.close()
                 result.error_kind = fail.kind
                 result.error = redact(fail.message)
@@ -670,7 +267,7 @@ class StreamClient:
         ):
             self.close()
         result.t_end = self._idle_since = _pc()
-        self._finish(result, ex, validator)
+        self._finish(result, ex)
         return result
 
     # -- internals -----------------------------------------------------------------------
@@ -692,27 +289,27 @@ class StreamClient:
         try:
             sock = socket.create_connection((self.host, self.port), timeout=timeout)
         except TimeoutError as exc:
-            raise _Fail(
+            raise Fail(
                 "transport.connect", f"no connection within {self.timeouts.connect:g} s"
             ) from exc
         except OSError as exc:
-            raise _Fail("transport.connect", f"could not connect: {exc}") from exc
+            raise Fail("transport.connect", f"could not connect: {exc}") from exc
         try:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             if self.tls:
-                tls = _TLS(self._ssl or tls_context(), self.host)
+                tls = TLS(self._ssl or tls_context(), self.host)
                 tls.handshake(sock)
                 self._tls = tls
         except TimeoutError as exc:
             sock.close()
-            raise _Fail("transport.connect", "TLS handshake timed out") from exc
+            raise Fail("transport.connect", "TLS handshake timed out") from exc
         except (OSError, ssl.SSLError) as exc:
             sock.close()
-            raise _Fail("transport.connect", f"TLS handshake failed: {exc}") from exc
+            raise Fail("transport.connect", f"TLS handshake failed: {exc}") from exc
         self._sock = sock
         return sock
 
-    def _read(self, sock: Any, ex: _Exchange) -> None:
+    def _read(self, sock: Any, ex: Exchange) -> None:
         """Read with the socket's own waits (without gevent: plain blocking sockets)."""
         ex.raw = sock
         recv = sock.recv
@@ -722,10 +319,10 @@ class StreamClient:
         while True:
             left = (ex.deadline - _pc()) / 1e9
             if left <= 0:
-                raise _Fail("transport.total", ex.total_message())
+                raise Fail("transport.total", ex.total_message())
             settimeout(min(idle if ex.result.t_headers is not None else first_byte, left))
             try:
-                data = recv(_READ)
+                data = recv(READ_SIZE)
             except TimeoutError as exc:
                 raise ex.timed_out() from exc
             except OSError as exc:
@@ -733,9 +330,7 @@ class StreamClient:
             if ex.take_read(data, _pc()):
                 return
 
-    def _finish(
-        self, result: StreamResult, ex: _Exchange, validator: StreamValidator | None
-    ) -> None:
+    def _finish(self, result: StreamResult, ex: Exchange) -> None:
         result.lag_ns = ex.lag
         status = result.status
         if result.error_kind is None and status is not None and not 200 <= status < 300:
@@ -747,14 +342,21 @@ class StreamClient:
         truncated = result.error_kind is not None
         if not truncated:
             ex.decoder.finish()
-        if result.error_kind is None and result.tracker.error is not None:
+        model = result.model
+        if result.error_kind is None and model.error_text is not None:
             result.error_kind = "stream.error"
-            result.error = redact(f"error event in the stream: {result.tracker.error}")
-        if validator is not None:
-            validator.finish(truncated=truncated)
-            stalls = WATCH.between(result.t_send, _pc())
-            found, _ = check_http(
-                status, result.content_type, result.t_send, result.tracker.content_t, stalls
+            result.error = redact(f"error event in the stream: {model.error_text}")
+        if model.rules:  # validation on
+            model.finish(truncated=truncated)
+            answer = Answer(
+                result.api,
+                "stream",
+                status,
+                result.content_type,
+                request_id=ex.headers.get("request-id"),
+                t_send=result.t_send,
+                content_t=model.content_t,
+                stalls=WATCH.between(result.t_send, _pc()),
+                wire=ex.decoder.findings,
             )
-            wire = at_api_level(ex.decoder.findings, result.api)
-            result.findings = found + wire + validator.findings
+            result.findings = judge(answer).findings + model.findings

@@ -14,7 +14,8 @@ from typing import IO, Any, Final
 import orjson
 
 from ..redact import redact
-from .metrics import METRICS, Aggregate, RequestMetrics
+from .metric_defs import CLIENT_LAG, LATENCIES, OUTPUT_TOKENS, RECORD, label_of
+from .metrics import Aggregate, RequestMetrics
 
 __all__ = [
     "LAG_WARN_MS",
@@ -35,16 +36,11 @@ SUMMARY_KEYS: Final = (
     "interrupted",
     "stopped",
     "requests",
-    "ttfb_ms",
-    "ttft_ms",
-    "ttfo_ms",
-    "tpot_ms",
-    "itl_ms",
-    "e2e_ms",
-    "output_tokens",
+    *(d.key for d in LATENCIES),
+    OUTPUT_TOKENS.key,
     "throughput",
     "goodput",
-    "client_lag_ms",
+    CLIENT_LAG.key,
     "violations",
 )
 LAG_WARN_MS: Final = 10.0
@@ -110,12 +106,12 @@ def build_summary(
             "by_error": dict(sorted(agg.by_error.items())),
         },
     }
-    for name in METRICS:
-        out[f"{name}_ms"] = _round(agg.samples[name].percentiles())
-    out["output_tokens"] = {"total": agg.tokens, "source": agg.source}
+    for d in LATENCIES:
+        out[d.key] = _round(agg.samples[d.name].percentiles())
+    out[OUTPUT_TOKENS.key] = {"total": agg.tokens, "source": agg.source}
     out["throughput"] = _round(agg.throughput())
     out["goodput"] = _round(agg.goodput())
-    out["client_lag_ms"] = _round(lag)
+    out[CLIENT_LAG.key] = _round(lag)
     out["violations"] = {k: dict(v) for k, v in sorted(agg.violations.items())}
     assert tuple(out) == SUMMARY_KEYS
     return out
@@ -137,16 +133,7 @@ class RecordWriter:
         if line.get("detail"):
             line["detail"] = redact(str(line["detail"]))
         if m is not None:
-            line["metrics"] = {
-                "ttfb_ms": m.ttfb,
-                "ttft_ms": m.ttft,
-                "ttfo_ms": m.ttfo,
-                "tpot_ms": m.tpot,
-                "e2e_ms": m.e2e,
-                "last_content_ms": m.last_content,
-                "tok_s": m.tok_s,
-                "tok_s_decode": m.tok_s_decode,
-            }
+            line["metrics"] = {d.key: getattr(m, d.name) for d in RECORD}
         self._fh.write(orjson.dumps(line) + b"\n")
         self.count += 1
 
@@ -204,11 +191,11 @@ def format_table(summary: dict[str, Any]) -> str:
         f"{'metric (ms)':12} {'p50':>8} {'p90':>8} {'p99':>8} {'p99.9':>8} {'min':>8} {'max':>8} "
         f"{'mean':>8}",
     ]
-    for name in METRICS:
-        p = summary[f"{name}_ms"]
+    for d in LATENCIES:
+        p = summary[d.key]
         cells = [p["p50"], p["p90"], p["p99"], p["p999"], p["min"], p["max"], p["mean"]]
-        lines.append(f"{name.upper():12} " + " ".join(f"{_fmt(c):>8}" for c in cells))
-    tok = summary["output_tokens"]
+        lines.append(f"{d.label:12} " + " ".join(f"{_fmt(c):>8}" for c in cells))
+    tok = summary[OUTPUT_TOKENS.key]
     thr = summary["throughput"]
     lines += [
         "",
@@ -218,14 +205,12 @@ def format_table(summary: dict[str, Any]) -> str:
     ]
     good = summary["goodput"]
     if good is not None:
-        slo = ", ".join(
-            f"{k.removesuffix('_ms').upper()} <= {v:g} ms" for k, v in good["slo"].items()
-        )
+        slo = ", ".join(f"{label_of(k)} <= {v:g} ms" for k, v in good["slo"].items())
         lines.append(
             f"goodput ({slo}): {good['requests_per_s']:.2f} req/s, "
             f"{good['fraction']:.1%} of requests"
         )
-    lag = summary["client_lag_ms"]
+    lag = summary[CLIENT_LAG.key]
     if lag is not None:
         lines.append(
             f"client lateness: p50 {lag['p50']:.2f} ms, p99 {lag['p99']:.2f} ms, "

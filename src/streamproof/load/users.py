@@ -3,7 +3,9 @@ every request to Locust itself, so the web UI table, ``--csv``, ``--html`` and t
 master/worker merge carry the streaming metrics as rows. Locust's totals — request count,
 RPS, failures, the Charts tab — count streams: one ``E2E`` (or ``ABORT``) sample per request,
 through ``events.request``; the metric rows are logged into their own entries only
-(:func:`log_samples`), visible in the table without inflating the totals:
+(:func:`log_samples`), visible in the table without inflating the totals.
+
+The rows are the sampled metrics of ``metric_defs`` (:data:`ROWS`), named by their labels:
 
 ==============  ===============================================================================
 row (name)      one sample per ...
@@ -19,7 +21,8 @@ row (name)      one sample per ...
                 stream read to its end counts in every row whatever its findings; one that
                 broke a MUST rule is also a failure
 ``SCHED_LAG``   open loop: send − scheduled arrival
-``ABORT``       interrupting user: a stream closed on purpose after K content events
+``ABORT``       interrupting user: a stream closed on purpose after K content events (not a
+                metric: the stream's row, as ``E2E`` is for the others)
 ==============  ===============================================================================
 
 The request type column is the API (``openai`` / ``anthropic``; ``<api>-interrupt`` for the
@@ -41,14 +44,29 @@ import orjson
 from locust import User, constant, task
 from locust.exception import StopUser
 
-from ..engine import validator_for
-from .apis import APIS, build_request, tracker_for
+from ..engine import model_for
+from . import plugin  # noqa: F401  (registers streamproof's Locust event listeners)
+from .apis import APIS, build_request
+from .metric_defs import E2E, LATENCIES, SAMPLED, SCHED_LAG, TTFT
 from .metrics import RequestMetrics, request_metrics
-from .plugin import runtime
 from .prompts import PromptSource, load_prompts
+from .runtime import runtime
 from .stream import StreamClient
 
-__all__ = ["InterruptingStreamingUser", "StreamFailure", "StreamingUser", "log_samples"]
+__all__ = [
+    "ABORT",
+    "ROWS",
+    "InterruptingStreamingUser",
+    "StreamFailure",
+    "StreamingUser",
+    "log_samples",
+]
+
+# Locust's rows: every sampled metric by its label, and the interrupted streams
+ROWS = tuple(d.label for d in SAMPLED)
+ABORT = "ABORT"
+# a completed request's metric rows; E2E is the stream's own row (Locust's totals)
+_METRIC_ROWS = tuple(d for d in LATENCIES if d is not E2E)
 
 _pc = time.perf_counter_ns
 _user_numbers = itertools.count()
@@ -152,14 +170,13 @@ class StreamingUser(User):
             wait = t_sched - _pc()
             if wait > 0:
                 gevent.sleep(wait / 1e9)
-        validator = validator_for(api, body) if s.validate else None
+        model = model_for(api, body, rules=s.validate, content_t=[])
         wall = time.time()
         result = self.client.stream(
             api,
             orjson.dumps(body),
             s.request_headers(api),
-            tracker_for(api),
-            validator=validator,
+            model,
             abort_after=s.interrupt_after if self.interrupt else None,
         )
         self.sent += 1
@@ -185,14 +202,14 @@ class StreamingUser(User):
         stats = self.environment.stats
         kind = f"{rec['api']}-interrupt" if self.interrupt else rec["api"]
         if rec["sched_us"] is not None:
-            stats.get("SCHED_LAG", kind).log(rec["sched_us"] / 1000, 0)
+            stats.get(SCHED_LAG.label, kind).log(rec["sched_us"] / 1000, 0)
         if rec["aborted"]:
             content = rec["content_us"]
             if content:
-                stats.get("TTFT", kind).log(content[0] / 1000, 0)
+                stats.get(TTFT.label, kind).log(content[0] / 1000, 0)
             fire(
                 request_type=kind,
-                name="ABORT",
+                name=ABORT,
                 response_time=rec["dur_us"] / 1000,
                 response_length=len(content),
                 exception=None,
@@ -202,7 +219,7 @@ class StreamingUser(User):
         if not rec["completed"]:
             fire(
                 request_type=kind,
-                name="E2E",
+                name=E2E.label,
                 response_time=rec["dur_us"] / 1000,
                 response_length=0,
                 exception=StreamFailure(rec["error"] or "unknown"),
@@ -211,17 +228,19 @@ class StreamingUser(User):
             return
         if m is None:
             m = request_metrics(rec)
-        for name, value in (("TTFB", m.ttfb), ("TTFT", m.ttft), ("TTFO", m.ttfo), ("TPOT", m.tpot)):
-            if value is not None:
-                stats.get(name, kind).log(value, 0)
-        log_samples(stats, kind, "ITL", m.itl)
+        for d in _METRIC_ROWS:
+            value = getattr(m, d.name)
+            if d.pooled:
+                log_samples(stats, kind, d.label, value)
+            elif value is not None:
+                stats.get(d.label, kind).log(value, 0)
         failure = None
         if not rec["ok"]:  # completed, but broke a MUST rule: its figures count all the same
             must = [rule for rule, level in rec["violations"].items() if level == "MUST"]
             failure = StreamFailure("protocol: " + ", ".join(must))
         fire(
             request_type=kind,
-            name="E2E",
+            name=E2E.label,
             response_time=m.e2e or rec["dur_us"] / 1000,
             response_length=m.tokens,
             exception=failure,

@@ -1,7 +1,9 @@
-"""The web UI extension: a "Streaming" tab in Locust's own page (a table: TTFT, TPOT, ITL,
-E2E percentiles from raw samples, goodput, client lateness, violations) and a linked page,
-``/streamproof/``, with live charts of TTFT and inter-token latency percentiles and output
-tokens per second (uPlot, MIT, vendored in ``static/`` so it works offline).
+"""The web UI extension: a "Streaming" tab in Locust's own page (a table: the latencies'
+percentiles from raw samples, output tokens/s, goodput, client lateness, violations) and a
+linked page, ``/streamproof/``, with live charts of the percentiles of the ``live`` metrics
+(TTFT and inter-token latency) and output tokens per second (uPlot, MIT, vendored in
+``static/`` so it works offline). The metrics, their labels and units come from
+``metric_defs``; the page reads them from ``/streamproof/metrics``.
 
 Why two parts: Locust 2.x's React UI takes extra tabs only as tables (``extended_tabs`` /
 ``extended_tables`` fed through ``/stats/requests``, as in its ``extend_web_ui.py``
@@ -32,10 +34,18 @@ from typing import TYPE_CHECKING, Any, Final
 from flask import Blueprint, request, send_from_directory
 
 from ..redact import redact
-from .metrics import METRICS, percentiles
+from .metric_defs import (
+    CLIENT_LAG,
+    GOODPUT,
+    LATENCIES,
+    LIVE,
+    OUTPUT_TOKENS_PER_S,
+)
+from .metrics import percentiles
+from .user_classes import select_user_classes
 
 if TYPE_CHECKING:
-    from .plugin import Runtime
+    from .runtime import Runtime
 
 __all__ = ["PAGE", "install"]
 
@@ -61,23 +71,23 @@ def _table(rt: Runtime) -> list[dict[str, Any]]:
     def fmt(v: Any) -> str:
         return "" if v is None else f"{v:.2f}"
 
-    for name in METRICS:
-        p = percentiles(_sample(agg.samples[name].values))
+    for d in LATENCIES:
+        p = percentiles(_sample(agg.samples[d.name].values))
         rows.append(
             {
-                "metric": f"{name.upper()} (ms)",
+                "metric": f"{d.label} ({d.unit})",
                 "p50": fmt(p["p50"]),
                 "p90": fmt(p["p90"]),
                 "p99": fmt(p["p99"]),
                 "max": fmt(p["max"]),
-                "count": str(agg.samples[name].count),
+                "count": str(agg.samples[d.name].count),
             }
         )
     thr = agg.throughput()
     rows.append(
         {
-            "metric": "output tokens/s",
-            "p50": fmt(thr["output_tokens_per_s"]),
+            "metric": OUTPUT_TOKENS_PER_S.label,
+            "p50": fmt(thr[OUTPUT_TOKENS_PER_S.path[-1]]),
             "p90": "",
             "p99": "",
             "max": "",
@@ -88,7 +98,7 @@ def _table(rt: Runtime) -> list[dict[str, Any]]:
     if good is not None:
         rows.append(
             {
-                "metric": "goodput (req/s, fraction)",
+                "metric": f"{GOODPUT.label} ({GOODPUT.unit}, fraction)",
                 "p50": fmt(good["requests_per_s"]),
                 "p90": fmt(good["fraction"]),
                 "p99": "",
@@ -100,7 +110,7 @@ def _table(rt: Runtime) -> list[dict[str, Any]]:
     if lag is not None:
         rows.append(
             {
-                "metric": "client lateness (ms)",
+                "metric": f"{CLIENT_LAG.label} ({CLIENT_LAG.unit})",
                 "p50": fmt(lag["p50"]),
                 "p90": "",
                 "p99": fmt(lag["p99"]),
@@ -123,6 +133,15 @@ def _table(rt: Runtime) -> list[dict[str, Any]]:
         {"metric": f"live charts: {PAGE}", "p50": "", "p90": "", "p99": "", "max": "", "count": ""}
     )
     return rows
+
+
+def metrics() -> dict[str, Any]:
+    """The metrics the chart page shows (``/streamproof/metrics``): it has no list of its own.
+    ``live``: the ones charted, whose points carry ``<name>_p50``, ``_p90`` and ``_p99``."""
+    return {
+        "live": [d.as_json() for d in LIVE],
+        "throughput": OUTPUT_TOKENS_PER_S.as_json(),
+    }
 
 
 def data(rt: Runtime) -> dict[str, Any]:
@@ -162,6 +181,10 @@ def install(environment: Any, rt: Runtime) -> None:
     def page() -> Any:
         return send_from_directory(STATIC, "streamproof.html")
 
+    @blueprint.route("/metrics")
+    def page_metrics() -> Any:
+        return app.response_class(json.dumps(metrics()), mimetype="application/json")
+
     @blueprint.route("/data")
     def page_data() -> Any:
         return app.response_class(redact(json.dumps(data(rt))), mimetype="application/json")
@@ -187,8 +210,6 @@ def install(environment: Any, rt: Runtime) -> None:
         if request.method == "POST" and request.path.endswith("/swarm"):
             api = request.form.get("api")
             if api:
-                from .plugin import select_user_classes
-
                 interrupt = request.form.get("interrupt_users")
                 select_user_classes(environment, api, int(float(interrupt or 0)))
 
@@ -206,8 +227,12 @@ def install(environment: Any, rt: Runtime) -> None:
             ],
         }
     ]
+    live = ", ".join(d.label for d in LIVE)
     web_ui.template_args["extended_csv_files"] = [
-        {"href": "./streamproof/", "title": "Streaming charts (live TTFT, ITL, tokens/s)"}
+        {
+            "href": "./streamproof/",
+            "title": f"Streaming charts (live {live}, tokens/s)",
+        }
     ]
     original = web_ui.update_template_args
 

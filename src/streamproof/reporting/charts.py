@@ -16,6 +16,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from ..load.metrics import percentile
+
 __all__ = ["cdf_chart", "histogram_chart", "series_chart"]
 
 _COLORS = ("#2563eb", "#d97706", "#059669", "#7c3aed")
@@ -108,7 +110,7 @@ def histogram_chart(
     ordered = sorted(values)
     cap = ordered[min(len(ordered) - 1, int(len(ordered) * 0.995))]
     clipped = [min(v, cap) for v in ordered]
-    median = ordered[len(ordered) // 2]
+    median = percentile(ordered, 0.5)  # as the summary's p50
     with _style(salt):
         fig, ax = _figure()
         ax.hist(clipped, bins=bins, color=_COLORS[0], alpha=0.85, edgecolor="white",

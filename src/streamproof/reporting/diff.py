@@ -14,13 +14,13 @@ Rules (matched by id). An outcome's *badness* is 2 for ``fail``, 1 for ``warn`` 
 When the two runs ran different scenarios (``--scenario``), rules are compared on the
 scenarios both ran, and a note says which were left out.
 
-Load metrics, when both reports have a ``load`` summary: TTFT, ITL, TPOT, TTFB and E2E
-percentiles (lower is better), output tokens/s, requests/s and goodput (higher is better),
-the failed-request fraction and MUST violations under load (lower is better). A metric
-*moved* when its relative change exceeds the threshold (default 10%) and, for latencies, the
-absolute change exceeds 1 ms (so that 0.2 → 0.3 ms is not a 50% regression); it
-*regressed* when it moved for the worse. Failures and violations regress on any increase
-from zero.
+Load metrics, when both reports have a ``load`` summary: those with ``diff`` in
+``metric_defs`` (TTFB, TTFT, TPOT, ITL and E2E percentiles, output tokens/s, requests/s, the
+goodput fraction, the failed-request fraction and MUST violations under load), in its order,
+each better lower or higher as its definition says. A metric *moved* when its relative
+change exceeds the threshold (default 10%) and, for latencies, the absolute change exceeds
+1 ms (so that 0.2 → 0.3 ms is not a 50% regression); it *regressed* when it moved for the
+worse. Failures and violations regress on any increase from zero.
 
 The new verdict being worse than the old one (pass → fail, → error) is a regression too.
 Exit status 1 when anything regressed.
@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from ..load.metric_defs import DIFF, FAILED_FRACTION, MUST_VIOLATIONS, VALUE, Metric
 from .compliance import aggregate
 from .load import violations_of
 
@@ -40,23 +41,20 @@ __all__ = ["Diff", "MetricChange", "RuleChange", "diff_reports", "format_diff", 
 _BAD = {"fail": 2, "warn": 1}
 _VERDICT = {"pass": 0, "fail": 1, "error": 2}
 LATENCY_FLOOR_MS = 1.0
-# (label, path into the summary, higher is better, kind)
-_METRICS: tuple[tuple[str, tuple[str, ...], bool, str], ...] = (
-    ("TTFT p50 ms", ("ttft_ms", "p50"), False, "latency"),
-    ("TTFT p90 ms", ("ttft_ms", "p90"), False, "latency"),
-    ("TTFT p99 ms", ("ttft_ms", "p99"), False, "latency"),
-    ("ITL p50 ms", ("itl_ms", "p50"), False, "latency"),
-    ("ITL p99 ms", ("itl_ms", "p99"), False, "latency"),
-    ("TPOT p50 ms", ("tpot_ms", "p50"), False, "latency"),
-    ("TPOT p99 ms", ("tpot_ms", "p99"), False, "latency"),
-    ("TTFB p50 ms", ("ttfb_ms", "p50"), False, "latency"),
-    ("E2E p50 ms", ("e2e_ms", "p50"), False, "latency"),
-    ("E2E p99 ms", ("e2e_ms", "p99"), False, "latency"),
-    ("output tokens/s", ("throughput", "output_tokens_per_s"), True, "rate"),
-    ("requests/s", ("throughput", "requests_per_s"), True, "rate"),
-    ("goodput fraction", ("goodput", "fraction"), True, "rate"),
-    ("failed fraction", ("failed_fraction",), False, "count"),
-    ("MUST violations", ("violations_total",), False, "count"),
+_ANY_RISE = (FAILED_FRACTION, MUST_VIOLATIONS)  # any increase from zero is a change
+
+
+def _kind(d: Metric) -> str:
+    if d.unit == "ms":
+        return "latency"  # moves only past LATENCY_FLOOR_MS
+    return "count" if d in _ANY_RISE else "rate"
+
+
+# (label, metric, statistic, kind): every statistic a metric of metric_defs has ``diff`` for
+_METRICS: tuple[tuple[str, Metric, str, str], ...] = tuple(
+    (d.label if stat == VALUE else f"{d.label} {stat} {d.unit}", d, stat, _kind(d))
+    for d in DIFF
+    for stat in d.diff
 )
 
 
@@ -157,8 +155,8 @@ def _rule_change(
     return RuleChange(new["id"], new["level"], kind, before, after, scenarios, new.get("message"))
 
 
-def _get(summary: Mapping[str, Any], path: tuple[str, ...]) -> float | None:
-    if path == ("failed_fraction",):
+def _get(summary: Mapping[str, Any], d: Metric, stat: str) -> float | None:
+    if d is FAILED_FRACTION:
         req = summary.get("requests") or {}
         done, failed = req.get("completed"), req.get("failed")
         total = req.get("total", None)
@@ -167,13 +165,13 @@ def _get(summary: Mapping[str, Any], path: tuple[str, ...]) -> float | None:
         if total is None or not isinstance(failed, int | float):
             return None
         return failed / total if total else 0.0
-    if path == ("violations_total",):
+    if d is MUST_VIOLATIONS:
         if not isinstance(summary.get("violations"), dict):
             return None
         return float(sum(n for _, level, n in violations_of(summary) if level == "MUST"))
-    value: Any = summary
-    for key in path:
-        value = value.get(key) if isinstance(value, dict) else None
+    value = d.read(summary)
+    if stat != VALUE:
+        value = value.get(stat) if isinstance(value, dict) else None
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value)
@@ -181,12 +179,12 @@ def _get(summary: Mapping[str, Any], path: tuple[str, ...]) -> float | None:
 
 def _metric_changes(old: Mapping[str, Any], new: Mapping[str, Any], threshold: float) -> list:
     out = []
-    for name, path, higher_better, kind in _METRICS:
-        a, b = _get(old, path), _get(new, path)
+    for name, d, stat, kind in _METRICS:
+        a, b = _get(old, d, stat), _get(new, d, stat)
         if a is None or b is None or a == b:
             continue
         rel = (b - a) / abs(a) if a else None
-        worse = (b < a) if higher_better else (b > a)
+        worse = (b > a) if d.lower_is_better else (b < a)
         if kind == "count" and a == 0:
             moved = True
         elif rel is None:

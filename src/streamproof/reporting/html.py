@@ -16,6 +16,19 @@ from collections.abc import Mapping, Sequence
 from html import escape
 from typing import Any
 
+from ..load.metric_defs import (
+    ACHIEVED_CONCURRENCY,
+    CLIENT_LAG,
+    GOODPUT,
+    ITL,
+    LATENCIES,
+    OUTPUT_TOKENS,
+    OUTPUT_TOKENS_PER_S,
+    REQUESTS_PER_S,
+    TTFO,
+    TTFT,
+    label_of,
+)
 from ..redact import redact
 from ..rules import LEVELS
 from ..scenarios import SCENARIOS
@@ -27,14 +40,6 @@ __all__ = ["render_html"]
 
 _GLYPH = {"pass": "✓", "fail": "✗", "warn": "!", "waived": "~", "skip": "–"}
 _WORD = {"pass": "pass", "fail": "FAIL", "warn": "warn", "waived": "waived", "skip": "skip"}
-_METRIC_NAMES = {
-    "ttfb": "TTFB",
-    "ttft": "TTFT",
-    "ttfo": "TTFO",
-    "tpot": "TPOT",
-    "itl": "ITL",
-    "e2e": "E2E",
-}
 _PCTS = (("p50", "p50"), ("p90", "p90"), ("p95", "p95"), ("p99", "p99"), ("p999", "p99.9"),
          ("min", "min"), ("max", "max"), ("mean", "mean"))  # fmt: skip
 
@@ -349,23 +354,24 @@ def _num(value: Any, digits: int = 1) -> str:
 def _load(load: Mapping[str, Any], data: LoadData | None) -> str:
     s = load.get("summary") or {}
     req = s.get("requests") or {}
-    thr = s.get("throughput") or {}
     good = s.get("goodput")
-    lag = s.get("client_lag_ms")
-    tokens = s.get("output_tokens") or {}
+    lag = s.get(CLIENT_LAG.key)
+    tokens = s.get(OUTPUT_TOKENS.key) or {}
     tiles = [
         (req.get("completed", "–"), "requests completed"),
         (req.get("failed", "–"), "requests failed"),
-        (_num(thr.get("output_tokens_per_s")), "output tokens/s"),
-        (_num(thr.get("requests_per_s"), 2), "requests/s"),
-        (_num(thr.get("achieved_concurrency"), 2), "achieved concurrency"),
+        (_num(OUTPUT_TOKENS_PER_S.read(s)), OUTPUT_TOKENS_PER_S.label),
+        (_num(REQUESTS_PER_S.read(s), 2), REQUESTS_PER_S.label),
+        (_num(ACHIEVED_CONCURRENCY.read(s), 2), ACHIEVED_CONCURRENCY.label),
         (
             f"{good['fraction']:.0%}" if good else "–",
-            f"goodput ({_num(good['requests_per_s'], 2)} req/s)" if good else "goodput (no SLO)",
+            f"{GOODPUT.label} ({_num(good['requests_per_s'], 2)} {GOODPUT.unit})"
+            if good
+            else f"{GOODPUT.label} (no SLO)",
         ),
     ]
     if lag:
-        tiles.append((_num(lag.get("p99"), 2), "client lateness p99 ms"))
+        tiles.append((_num(lag.get("p99"), 2), f"{CLIENT_LAG.label} p99 {CLIENT_LAG.unit}"))
     out = [
         '<h2 id="load">Load</h2>',
         f"<p>{_e(s.get('api', '?'))} at <code>{_e(s.get('host', '?'))}</code> · "
@@ -377,26 +383,24 @@ def _load(load: Mapping[str, Any], data: LoadData | None) -> str:
     ]
     if good:
         slo = ", ".join(
-            f"{_e(k.removesuffix('_ms').upper())} ≤ {_num(v, 0)} ms"
-            for k, v in (good.get("slo") or {}).items()
+            f"{_e(label_of(k))} ≤ {_num(v, 0)} ms" for k, v in (good.get("slo") or {}).items()
         )
         out.append(f"<p class='muted'>Goodput SLO: {slo}</p>")
     if lag and lag.get("warning"):
         out.append(f"<p><b>Measurement warning:</b> {_e(lag['warning'])}</p>")
     head = "".join(f'<th class="n">{label}</th>' for _, label in _PCTS)
     rows = []
-    for key, name in _METRIC_NAMES.items():
-        p = s.get(f"{key}_ms")
+    for d in LATENCIES:
+        p = s.get(d.key)
         if isinstance(p, dict):
             cells = "".join(f'<td class="n">{_num(p.get(k), 2)}</td>' for k, _ in _PCTS)
-            rows.append(f"<tr><th>{name}</th>{cells}</tr>")
+            rows.append(f'<tr><th title="{_e(d.title)}">{d.label}</th>{cells}</tr>')
+    meaning = " · ".join(f"{d.label}: {_e(d.definition)}" for d in LATENCIES)
     out.append(
         f'<h3>Latency percentiles (ms)</h3><table class="pcts" id="load-percentiles">'
         f"<tr><th>metric</th>{head}</tr>{''.join(rows)}</table>"
-        "<p class='muted'>TTFB: response headers · TTFT: first content event · TTFO: first "
-        "visible (non-reasoning) content · TPOT: (last − first content) / (tokens − 1) · ITL: "
-        "gaps between content events, pooled (a chunk of k tokens is one gap) · E2E: end of "
-        "stream. All from the send of the request, percentiles of raw samples.</p>"
+        f"<p class='muted'>{meaning}. t_send: the request written; N: output tokens. "
+        "Percentiles of raw samples.</p>"
     )
     by_error = req.get("by_error") or {}
     violations = violations_of(s)
@@ -425,23 +429,24 @@ def _charts(data: LoadData | None) -> str:
         from .charts import cdf_chart, histogram_chart, series_chart
     except ImportError:  # pragma: no cover - matplotlib is a dependency
         return "<p class='muted'>Charts need matplotlib (pip install matplotlib).</p>"
+    ttft, ttfo = data.samples[TTFT.name], data.samples[TTFO.name]
     svgs = [
         cdf_chart(
-            {"TTFT": data.ttft_ms, "TTFO": data.ttfo_ms if data.ttfo_ms != data.ttft_ms else []},
-            title="Time to first token (CDF)",
+            {TTFT.label: ttft, TTFO.label: ttfo if ttfo != ttft else []},
+            title=f"{TTFT.title.capitalize()} (CDF)",
             xlabel="ms after the request was sent",
-            salt="ttft",
+            salt=TTFT.name,
         ),
         histogram_chart(
-            data.itl_ms,
-            title="Inter-token latency (histogram)",
+            data.samples[ITL.name],
+            title=f"{ITL.title.capitalize()} (histogram)",
             xlabel="ms between content events",
-            salt="itl",
+            salt=ITL.name,
         ),
         series_chart(
             data.tokens_per_s,
             title="Output tokens per second",
-            ylabel="tokens/s",
+            ylabel=OUTPUT_TOKENS_PER_S.unit,
             salt="tps",
         ),
     ]

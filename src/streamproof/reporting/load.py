@@ -8,7 +8,6 @@ version of streamproof.
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
 import re
@@ -18,8 +17,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from ..load.metric_defs import LATENCIES, by_key
+from ..load.metrics import request_metrics
+
 __all__ = [
-    "LATENCY_METRICS",
     "LoadData",
     "find_load_dir",
     "load_section",
@@ -28,23 +29,28 @@ __all__ = [
     "violations_of",
 ]
 
-LATENCY_METRICS = ("ttfb", "ttft", "ttfo", "tpot", "itl", "e2e")
 MAX_RECORDS = 200_000  # enough for any chart; a bigger file is sampled by its first lines
 
 
 @dataclass
 class LoadData:
-    """A load run's summary and, when present, its per-request samples and token series."""
+    """A load run's summary and, when present, its per-request samples (``samples``: every
+    latency of ``metric_defs`` by name, in ms; ``data.ttft_ms`` reads one by its key) and
+    token series."""
 
     summary: dict[str, Any]
     directory: Path
-    ttft_ms: list[float] = field(default_factory=list)
-    ttfo_ms: list[float] = field(default_factory=list)
-    itl_ms: list[float] = field(default_factory=list)
-    e2e_ms: list[float] = field(default_factory=list)
+    samples: dict[str, list[float]] = field(default_factory=lambda: {d.name: [] for d in LATENCIES})
     tokens_per_s: list[tuple[float, float]] = field(default_factory=list)  # (s from start, tok)
     records: int = 0
     files: dict[str, str] = field(default_factory=dict)
+
+    def __getattr__(self, attr: str) -> list[float]:
+        """``data.ttft_ms``: a latency's samples by its key (``samples["ttft"]``)."""
+        d = by_key(attr)
+        if d is None or d not in LATENCIES or "samples" not in self.__dict__:
+            raise AttributeError(attr)
+        return self.samples[d.name]
 
 
 def _num(value: Any) -> float | None:
@@ -114,23 +120,23 @@ def read_load(directory: Path) -> LoadData | None:
 
 
 def _add_record(data: LoadData, rec: Mapping[str, Any], buckets: dict[int, float]) -> None:
-    metrics = rec.get("metrics") if isinstance(rec.get("metrics"), dict) else {}
+    """A record's latencies: those its writer stored (``metrics``), else computed from its
+    stamps by the load engine's own definitions (``request_metrics``); junk is skipped."""
+    stored = rec.get("metrics") if isinstance(rec.get("metrics"), dict) else {}
     content = [c for c in rec.get("content_us") or () if _num(c) is not None]
-    ttft = _num(metrics.get("ttft_ms"))
-    if ttft is None and content:
-        ttft = content[0] / 1000
-    if ttft is not None:
-        data.ttft_ms.append(ttft)
-    ttfo = _num(metrics.get("ttfo_ms"))
-    if ttfo is None and _num(rec.get("visible_us")) is not None:
-        ttfo = rec["visible_us"] / 1000
-    if ttfo is not None:
-        data.ttfo_ms.append(ttfo)
-    e2e = _num(metrics.get("e2e_ms"))
-    if e2e is not None:
-        data.e2e_ms.append(e2e)
-    data.itl_ms.extend((b - a) / 1000 for a, b in itertools.pairwise(content))
-    wall, tokens = _num(rec.get("wall")), _num(rec.get("tokens"))
+    stamps = {k: _num(rec.get(k)) for k in ("ttfb_us", "visible_us", "end_us", "last_us")}
+    tokens = _num(rec.get("tokens"))
+    m = request_metrics({**stamps, "content_us": content, "tokens": max(0, int(tokens or 0))})
+    for d in LATENCIES:
+        if d.pooled:
+            data.samples[d.name].extend(getattr(m, d.name))
+            continue
+        value = _num(stored.get(d.key))
+        if value is None:
+            value = getattr(m, d.name)
+        if value is not None:
+            data.samples[d.name].append(value)
+    wall = _num(rec.get("wall"))
     if wall is not None and tokens and content:
         share = tokens / len(content)
         for us in content:

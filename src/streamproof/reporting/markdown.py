@@ -11,6 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from ..load.metric_defs import E2E, GOODPUT, ITL, OUTPUT_TOKENS_PER_S, TTFT, Metric
 from ..redact import redact
 from ..rules import LEVELS
 from .load import violations_of
@@ -74,30 +75,37 @@ def _ms(value: Any) -> str:
     return f"{value:.0f}" if value >= 100 else f"{value:.1f}"
 
 
+# the latencies a short summary shows, and which percentiles of each
+_COLUMNS: tuple[tuple[Metric, tuple[str, ...]], ...] = (
+    (TTFT, ("p50", "p99")),
+    (ITL, ("p50", "p99")),
+    (E2E, ("p99",)),
+)
+
+
 def _load_lines(load: Mapping[str, Any]) -> list[str]:
     s = load.get("summary") or {}
     req = s.get("requests") or {}
-    thr = s.get("throughput") or {}
-    p = {k: s.get(f"{k}_ms") or {} for k in ("ttft", "itl", "e2e")}
     good = s.get("goodput")
-    goodput = f"{good['fraction']:.0%} ({good['requests_per_s']:.2f} req/s)" if good else "–"
-    tok_s = thr.get("output_tokens_per_s")
-    cells = [
-        f"{req.get('completed', '–')} / {req.get('failed', '–')}",
-        f"{_ms(p['ttft'].get('p50'))} / {_ms(p['ttft'].get('p99'))}",
-        f"{_ms(p['itl'].get('p50'))} / {_ms(p['itl'].get('p99'))}",
-        _ms(p["e2e"].get("p99")),
-        f"{tok_s:.1f}" if isinstance(tok_s, int | float) else "–",
-        goodput,
-    ]
+    goodput = (
+        f"{good['fraction']:.0%} ({good['requests_per_s']:.2f} {GOODPUT.unit})" if good else "–"
+    )
+    tok_s = OUTPUT_TOKENS_PER_S.read(s)
+    cells = [f"{req.get('completed', '–')} / {req.get('failed', '–')}"]
+    head = ["requests ok / failed"]
+    for d, stats in _COLUMNS:
+        p = s.get(d.key) or {}
+        cells.append(" / ".join(_ms(p.get(stat)) for stat in stats))
+        head.append(f"{d.label} {' / '.join(stats)} {d.unit}")
+    cells += [f"{tok_s:.1f}" if isinstance(tok_s, int | float) else "–", goodput]
+    head += [f"output {OUTPUT_TOKENS_PER_S.unit}", GOODPUT.label]
     lines = [
         "",
         f"### Load: {s.get('users', '?')} users, {s.get('duration_s') or 0:.0f} s, "
         f"{s.get('api', '?')}",
         "",
-        "| requests ok / failed | TTFT p50 / p99 ms | ITL p50 / p99 ms | E2E p99 ms | "
-        "output tok/s | goodput |",
-        "|---|---|---|---|---:|---|",
+        "| " + " | ".join(head) + " |",
+        "|" + "---|" * (len(head) - 2) + "---:|---|",
         "| " + " | ".join(cells) + " |",
     ]
     violations = violations_of(s)

@@ -29,6 +29,7 @@ class Rule:
     apis: tuple[str, ...]
     title: str
     source: str
+    seen_in: tuple[str, ...]  # the scenarios that can observe it: a kind or scenario names
     breaks: str = ""  # MUST rules: "<kind>: what breaks"
     api_levels: dict[str, Level] = field(default_factory=dict)  # a weaker level for one API
 
@@ -46,6 +47,7 @@ class Rule:
             "level": self.level,
             "group": self.group,
             "apis": list(self.apis),
+            "seen_in": list(self.seen_in),
             "title": self.title,
             "source": self.source,
             "breaks": self.breaks or None,
@@ -67,6 +69,8 @@ def _check(entry: dict) -> None:
             )
     elif breaks:
         raise ValueError(f"rule {rid}: only MUST rules have breaks")
+    if not entry.get("seen_in"):
+        raise ValueError(f"rule {rid}: seen_in names the scenarios that can observe it")
     for api, level in entry.get("api_levels", {}).items():
         if api not in entry["apis"] or level not in LEVELS:
             raise ValueError(f"rule {rid}: bad api_levels entry {api} = {level!r}")
@@ -88,6 +92,7 @@ def catalogue() -> dict[str, Rule]:
             apis=tuple(entry["apis"]),
             title=entry["title"],
             source=entry["source"],
+            seen_in=tuple(entry["seen_in"]),
             breaks=entry.get("breaks", ""),
             api_levels=dict(entry.get("api_levels", {})),
         )

@@ -41,7 +41,7 @@ from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 import orjson
 
-from ..validators.anthropic_messages import ERROR_TYPE_BY_STATUS
+from ..validators.anthropic_model import ERROR_TYPE_BY_STATUS
 from .anthropic_request import checked_request
 from .endpoint import (
     Api,
