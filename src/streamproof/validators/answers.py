@@ -10,7 +10,6 @@ what they captured and call :func:`judge`.
 
 from __future__ import annotations
 
-import traceback
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -24,7 +23,7 @@ from ..schemas import schema
 from ..stalls import Stall, overlap
 from .anthropic_model import ERROR_TYPE_BY_STATUS
 from .base import Stamps, is_json_type, json_error, media_type
-from .model import MAX_CRASHES, StreamModel
+from .model import StreamModel, keep_crash
 from .registry import answer_checks, check
 
 __all__ = ["Answer", "judge"]
@@ -106,9 +105,7 @@ def judge(answer: Answer) -> Answer:
         try:
             ran = c.hooks["answer"](answer)
         except Exception as exc:
-            if len(answer.crashes) < MAX_CRASHES:
-                trace = "".join(traceback.format_exception(exc)[-4:])
-                answer.crashes.append(f"{answer.api} check failed: {c.rule}: {exc!r}\n{trace}")
+            keep_crash(answer.crashes, answer.api, c.rule, exc)
             continue
         if ran is not False:
             answer.checked.add(c.rule)

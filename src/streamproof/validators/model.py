@@ -24,10 +24,18 @@ from ..sse import Event
 from .base import MESSAGE_MAX_CHARS, Stamps
 from .registry import EMPTY_PLAN, Hook, plan
 
-__all__ = ["MAX_CRASHES", "MAX_DISTINCT", "StreamModel"]
+__all__ = ["MAX_DISTINCT", "StreamModel", "keep_crash"]
 
 MAX_DISTINCT: Final = 5  # distinct findings listed per rule; further ones are only counted
 MAX_CRASHES: Final = 3
+
+
+def keep_crash(crashes: list[str], api: str, where: str, exc: Exception) -> None:
+    """A check (or a model) raised: a tool error, kept with its traceback (the first few);
+    the run says so (verdict ``error``) instead of blaming the endpoint."""
+    if len(crashes) < MAX_CRASHES:
+        trace = "".join(traceback.format_exception(exc)[-4:])
+        crashes.append(f"{api} check failed: {where}: {exc!r}\n{trace}")
 
 
 class StreamModel:
@@ -171,11 +179,7 @@ class StreamModel:
             self._ran.add(rule)
 
     def _crashed(self, exc: Exception, where: str) -> None:
-        """A check (or the model) raised: a tool error, kept with its traceback (the first
-        few); the run says so (verdict ``error``) instead of blaming the endpoint."""
-        if len(self.crashes) < MAX_CRASHES:
-            trace = "".join(traceback.format_exception(exc)[-4:])
-            self.crashes.append(f"{self.api} check failed: {where}: {exc!r}\n{trace}")
+        keep_crash(self.crashes, self.api, where, exc)
 
     # -- findings ----------------------------------------------------------------------
 
