@@ -40,6 +40,7 @@ def test_run_with_a_short_load_run_reports_it(tmp_path: Path) -> None:
     assert validate_report(report) == []
     load = report["load"]
     assert load["summary"]["requests"]["completed"] > 0
+    assert load["summary"]["interrupted"] is False  # the run held its 2 s (the loop's clock)
     assert load["summary"]["requests"]["failed"] == 0  # the key reached the load run
     assert load["files"]["summary"] == "load/summary.json"
     assert load["run"]["duration"] == "2s"
