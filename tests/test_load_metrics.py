@@ -438,9 +438,9 @@ GOLDEN = Path(__file__).parent / "golden"
     "path", sorted(GOLDEN.glob("*/*.sse")), ids=lambda p: f"{p.parent.name}/{p.stem}"
 )
 def test_bare_model_measures_what_the_checked_model_measures(path: Path) -> None:
-    """Under load with validation off the model runs bare (its shortcut for plain content
-    deltas): the stamps, the usage and the rebuilt message are those of the model with every
-    check attached, read in 7-byte pieces."""
+    """Under load with validation off the model runs bare (its shortcut for content deltas,
+    no message rebuilt): the stamps, the usage, the end and the error are those of the model
+    with every check attached, read in 7-byte pieces."""
     api = path.parent.name
     body = path.read_bytes()
     seen = []
@@ -450,10 +450,13 @@ def test_bare_model_measures_what_the_checked_model_measures(path: Path) -> None
         for i in range(0, len(body), 7):
             model.feed(decoder.feed(body[i : i + 7], i))
         model.feed(decoder.finish())
+        model.finish()
         seen.append(
             (
                 model.content_t, model.first_index, model.visible_t, model.end_t,
-                model.last_t, model.error_text, model.output_tokens, model.message(),
+                model.last_t, model.error_text, model.output_tokens, model.events,
+                model.complete,
             )
         )  # fmt: skip
     assert seen[0] == seen[1]
+    assert model.message_cut and not model.findings  # bare: no message, no check

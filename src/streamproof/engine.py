@@ -8,6 +8,7 @@ rule. ``check_capture`` validates a capture (live or loaded from a transcript) t
 
 from __future__ import annotations
 
+import functools
 import importlib
 import json
 import time
@@ -51,9 +52,9 @@ __all__ = [
 
 Outcome = Literal["pass", "fail", "warn", "skip"]
 
-_MODELS: Final = {
-    "openai": ("openai_model", "OpenAIChatModel"),
-    "anthropic": ("anthropic_model", "AnthropicMessagesModel"),
+_MODELS: Final = {  # api -> (module, the model, the model bare)
+    "openai": ("openai_model", "OpenAIChatModel", "BareOpenAIModel"),
+    "anthropic": ("anthropic_model", "AnthropicMessagesModel", "BareAnthropicModel"),
 }
 _BAD_KEY = "sk-streamproof-invalid-key-0000000000"
 # The SDK replay costs ~0.6 ms an event (pydantic models per chunk): past this many events
@@ -82,12 +83,21 @@ def model_for(
     content_t: list[int] | None = None,
 ) -> StreamModel:
     """The stream model of ``api`` for one request, with every check of the API attached
-    (``rules=False``: bare, as the load generator runs it with validation off).
+    (``rules=False``: bare, as the load generator runs it with validation off: ``bare.py``).
     ``content_t``: keep every content stamp there (the load generator's inter-token
     latencies), not only the count, first and last."""
-    module, name = _MODELS[api]
-    cls = getattr(importlib.import_module(f"streamproof.validators.{module}"), name)
-    return cls(request, expect=expect, rules=rules, content_t=content_t)
+    if rules:
+        return _model_class(api, True)(request, expect=expect, content_t=content_t)
+    return _model_class(api, False)(request, content_t=content_t)
+
+
+@functools.cache
+def _model_class(api: str, rules: bool) -> type[StreamModel]:
+    """Imported on first use (once: the load generator builds a model per request)."""
+    module, name, bare = _MODELS[api]
+    if rules:
+        return getattr(importlib.import_module(f"streamproof.validators.{module}"), name)
+    return getattr(importlib.import_module("streamproof.validators.bare"), bare)
 
 
 @dataclass(frozen=True)

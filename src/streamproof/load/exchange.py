@@ -281,15 +281,10 @@ class Exchange:
         if not events:
             return
         model = self.model
-        before = len(model.content_t)
         model.feed(events)
         if events[-1].comment is not None:  # the reference server's send stamps
             self._lateness(events, model.first_index)
-        if (
-            self.abort_after is not None
-            and len(model.content_t) > before
-            and len(model.content_t) >= self.abort_after
-        ):
+        if self.abort_after is not None and len(model.content_t) >= self.abort_after:
             self.aborting = True
 
     def _lateness(self, events: list[Event], first: int) -> None:

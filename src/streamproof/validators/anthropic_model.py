@@ -85,6 +85,7 @@ from .model import StreamModel
 __all__ = [
     "BEFORE",
     "BODY",
+    "CONTENT_FIELD",
     "ERRORED",
     "ERROR_TYPE_BY_STATUS",
     "FITS",
@@ -147,9 +148,11 @@ _FAST: Final = {
     "tool_use": ("input_json_delta", "partial_json"),
     "server_tool_use": ("input_json_delta", "partial_json"),
 }
-_CONTENT_DELTAS: Final = frozenset(
-    {"text_delta", "thinking_delta", "input_json_delta", "citations_delta"}
-)
+# the delta types that are content, and the field that holds their piece
+CONTENT_FIELD: Final = {
+    t: _DELTA_FIELD[t]
+    for t in ("text_delta", "thinking_delta", "input_json_delta", "citations_delta")
+}
 
 _loads = orjson.loads
 _JSONError = orjson.JSONDecodeError
@@ -195,6 +198,11 @@ class Delta(NamedTuple):
 class AnthropicMessagesModel(StreamModel):
     """Model of one Anthropic Messages stream; rebuilds the message (``message()``)."""
 
+    __slots__ = (
+        "_content_append", "_handlers", "blocks", "by_index", "clean_error", "concluded",
+        "deltas", "early", "held_tool_input", "in_tokens", "open", "out_tokens", "phase",
+        "saw_tool_use", "start", "started", "stop_reason", "stop_sequence", "usage_high",
+    )  # fmt: skip
     api = _API
     TRANSITIONS = frozenset(
         {
@@ -393,7 +401,7 @@ class AnthropicMessagesModel(StreamModel):
         delta = obj.get("delta")
         dtype = delta.get("type") if type(delta) is dict else None
         field = _DELTA_FIELD.get(dtype) if type(dtype) is str else None
-        if field is not None and dtype in _CONTENT_DELTAS and delta.get(field):
+        if field is not None and dtype in CONTENT_FIELD and delta.get(field):
             self._content_append(event.t)
             if self.visible_t is None:
                 self._first_content(event, dtype != "thinking_delta")

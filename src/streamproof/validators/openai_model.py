@@ -76,7 +76,6 @@ __all__ = ["CHUNK_OBJECT", "Call", "Choice", "OpenAIChatModel"]
 CHUNK_OBJECT: Final = "chat.completion.chunk"
 
 _JSONError = orjson.JSONDecodeError
-_loads = orjson.loads
 _DONE: Final = "[DONE]"
 _MISSING: Final = object()
 _REASONING: Final = 1  # what a choice entry carried: reasoning only
@@ -140,6 +139,13 @@ class OpenAIChatModel(StreamModel):
     """Model of one ``POST /chat/completions`` stream (``stream: true``); the request's
     options the checks judge by are read once here."""
 
+    __slots__ = (
+        "_chunk_valid", "_hear_content", "choice_schema", "choices", "chunk_schema", "chunks",
+        "clean_error", "deltas", "done", "error", "error_seen", "finishes", "forced_tool",
+        "include_usage", "max_tokens", "n", "payloads", "ref_created", "ref_event", "ref_id",
+        "ref_model", "same", "tool_ids", "tool_repeat", "tools", "usage", "usage_event",
+        "usage_from", "usage_on_choice",
+    )  # fmt: skip
     api = "openai"
     TRANSITIONS = frozenset(
         {
@@ -173,9 +179,6 @@ class OpenAIChatModel(StreamModel):
         self.forced_tool = _forced_tool(req.get("tool_choice"))
         self.chunk_schema = schema("openai", "chunk")
         self._chunk_valid = self.chunk_schema.is_valid
-        if not rules:
-            self._full_event = self._event
-            self._event = self._bare_event  # type: ignore[method-assign]
         self.choice_schema = schema("openai", "choice")
         self._hear_content = self.listens("content")
         self.choices: dict[int, Choice] = {}
@@ -211,56 +214,6 @@ class OpenAIChatModel(StreamModel):
         return tokens if type(tokens) is int else None
 
     # -- events -----------------------------------------------------------------------
-
-    def _bare_event(self, event: Event) -> None:
-        """Bare (no check attached: the load generator with validation off), the common
-        event — a plain content delta of one open choice — in as few steps as the load
-        generator's per-event budget allows; every other event takes the full path
-        (``_event``), where what counts as content is defined."""
-        obj = None
-        if self.done < 0 and self.error < 0 and self.usage_event < 0:
-            obj = event.parsed
-            if obj is None:
-                try:
-                    obj = event.parsed = _loads(event.data)
-                except _JSONError:
-                    obj = None  # the full path says why
-        if obj.__class__ is dict:
-            choices = obj.get("choices")
-            if choices.__class__ is list and len(choices) == 1 and "error" not in obj:
-                ch = choices[0]
-                try:
-                    index = ch["index"]
-                    st = self.choices.get(index) if index.__class__ is int else None
-                    delta = ch["delta"]
-                    text = delta["content"]
-                    if (
-                        st is not None
-                        and st.content is not None
-                        and st.finish is None
-                        and text.__class__ is str
-                        and len(delta) == 1
-                        and ch.get("finish_reason", _MISSING) is None
-                        and obj.get("usage") is None
-                    ):
-                        self.payloads += 1
-                        self.chunks += 1
-                        self.deltas += 1
-                        if text:
-                            if self.room > 0:
-                                st.content.append(text)
-                                self.room -= len(text)
-                            else:
-                                self.message_cut = True
-                            self.content_t.append(event.t)
-                            if self.first_index < 0:
-                                self.first_index = self.events - 1
-                            if self.visible_t is None:
-                                self.visible_t = event.t
-                        return
-                except (KeyError, TypeError, AttributeError):
-                    pass
-        self._full_event(event)
 
     def _event(self, event: Event) -> None:
         if self.done >= 0:
