@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+import streamproof
 from streamproof.engine import model_for
 from streamproof.rules import catalogue
 from streamproof.scenarios import SCENARIOS
@@ -129,3 +130,15 @@ def test_streamproof_run_exits_3_on_a_tool_error(tmp_path: Path) -> None:
     assert any("RuntimeError: a bug in a check" in e for e in report["tool_errors"])
     role = next(r for r in report["rules"] if r["id"] == "openai.role-first")
     assert role["outcome"] != "fail"
+
+
+def test_no_engine_module_passes_600_lines() -> None:
+    """A module past 600 lines mixes jobs (the redesign split the two 1,000-line
+    validators); split it by job instead of raising the bound."""
+    src = Path(streamproof.__file__).parent
+    long = {
+        str(p.relative_to(src)): n
+        for p in src.rglob("*.py")
+        if (n := len(p.read_text(encoding="utf-8").splitlines())) > 600
+    }
+    assert not long

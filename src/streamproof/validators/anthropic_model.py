@@ -12,9 +12,8 @@ reason and the usage as the SDK merges them, rebuilds the message (``message()``
 content events (``content_t``: non-empty text/thinking/input_json/citations deltas; the
 leading ``partial_json: ""`` and an empty ``thinking_delta`` are not content; ``visible_t``:
 the first that is not thinking; ``end_t``: message_stop; ``error_text``: the error event's
-message). The rules are
-checks (``anthropic_framing.py``, ``anthropic_blocks.py``, ``anthropic_stop.py``) listening to
-these transitions (``at``: the event, None at ``end``; the subject as listed):
+message). The rules are checks (``anthropic_framing.py``, ``anthropic_blocks.py``,
+``anthropic_stop.py``) listening to these transitions (``at``: the event, None at ``end``):
 
 ================ ===================================================== ====================
 transition       when                                                  subject
@@ -49,9 +48,7 @@ conclude         the final stop reason is known: once, at              None
 end              the stream ended (``StreamModel``)                    None
 ================ ===================================================== ====================
 
-A text/thinking/input_json delta of the open block in the body is the hot path: one
-``orjson.loads`` (``event_json``), one dict lookup for the handler and a handful of
-comparisons, no transition and no allocation but the appended fragment.
+Hot path: a delta of the open block in the body (no transition; bare: ``bare.py``).
 
 Decisions worth knowing (the spec leaves them open):
 
@@ -104,17 +101,10 @@ STOP_REASONS: Final = frozenset(
 )  # fmt: skip
 # Anthropic API reference, "Errors": the error type that goes with each HTTP status.
 ERROR_TYPE_BY_STATUS: Final = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    402: "billing_error",
-    403: "permission_error",
-    404: "not_found_error",
-    413: "request_too_large",
-    429: "rate_limit_error",
-    500: "api_error",
-    504: "timeout_error",
-    529: "overloaded_error",
-}
+    400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
+    403: "permission_error", 404: "not_found_error", 413: "request_too_large",
+    429: "rate_limit_error", 500: "api_error", 504: "timeout_error", 529: "overloaded_error",
+}  # fmt: skip
 
 _API: Final = "anthropic"
 
