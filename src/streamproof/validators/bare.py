@@ -27,7 +27,6 @@ from .openai_model import OpenAIChatModel
 __all__ = ["BareAnthropicModel", "BareOpenAIModel"]
 
 _loads = orjson.loads
-_JSONError = orjson.JSONDecodeError
 
 
 class BareOpenAIModel(OpenAIChatModel):
@@ -48,13 +47,10 @@ class BareOpenAIModel(OpenAIChatModel):
             self.events += 1
             self.last_t = event.t
             if self._open:
-                obj = event.parsed
-                if obj is None:
-                    try:
+                try:  # not JSON, or not a chunk of one choice with a delta: the full model
+                    obj = event.parsed
+                    if obj is None:
                         obj = event.parsed = _loads(event.data)
-                    except _JSONError:
-                        obj = None  # the full model says why
-                try:  # anything but a chunk of one choice with a delta raises: the full model
                     (ch,) = obj["choices"]
                     text = ch["delta"].get("content")
                     index = ch["index"]
@@ -73,7 +69,7 @@ class BareOpenAIModel(OpenAIChatModel):
                             self.visible_t = event.t
                         continue
                 except (KeyError, TypeError, ValueError, AttributeError):
-                    pass
+                    pass  # (orjson's JSONDecodeError is a ValueError)
             self._take(event)
             self._open = self.done < 0 and self.error < 0 and self.usage_event < 0
 
@@ -94,13 +90,10 @@ class BareAnthropicModel(AnthropicMessagesModel):
             self.events += 1
             self.last_t = event.t
             if self.phase == BODY:
-                obj = event.parsed
-                if obj is None:
-                    try:
+                try:  # not JSON, or not an object with a delta of a named type: the full model
+                    obj = event.parsed
+                    if obj is None:
                         obj = event.parsed = _loads(event.data)
-                    except _JSONError:
-                        obj = None  # the full model says why
-                try:  # anything but an object with a delta of a named type raises
                     if obj["type"] == "content_block_delta":
                         delta = obj["delta"]
                         dtype = delta["type"]
@@ -110,6 +103,6 @@ class BareAnthropicModel(AnthropicMessagesModel):
                             if self.visible_t is None:
                                 self._first_content(event, dtype != "thinking_delta")
                         continue
-                except (KeyError, TypeError, AttributeError):
-                    pass
+                except (KeyError, TypeError, ValueError, AttributeError):
+                    pass  # (orjson's JSONDecodeError is a ValueError)
             self._take(event)
