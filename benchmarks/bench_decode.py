@@ -93,6 +93,105 @@ def anthropic_body(chunks: int) -> bytes:
     return b"".join(parts)
 
 
+def responses_body(chunks: int) -> bytes:
+    """An OpenAI Responses stream as the API sends it since 2025-09 (every event named, a
+    sequence number on each, ``logprobs: []`` on the text events)."""
+    seq = iter(range(chunks + 10))
+
+    def ev(data: dict) -> bytes:
+        data = {"type": data["type"], "sequence_number": next(seq), **data}
+        return (
+            f"event: {data['type']}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n".encode()
+        )
+
+    item_id = "msg_0d4e5c1b6b0d5f2a0068c1e2f3a4b5c6d7e8f9a0b1c2d3e4"
+    response = {
+        "id": "resp_0d4e5c1b6b0d5f2a0068c1e2f3a4b5c6d7e8f9a0b1c2d3e5",
+        "object": "response",
+        "created_at": 1757000000,
+        "status": "in_progress",
+        "model": "gpt-5-2025-08-07",
+        "output": [],
+        "usage": None,
+        "error": None,
+        "incomplete_details": None,
+    }
+    deltas = chunks - 8
+    text = " token" * deltas
+    part = {"type": "output_text", "annotations": [], "logprobs": [], "text": ""}
+    where = {"item_id": item_id, "output_index": 0}
+    item = {
+        "id": item_id,
+        "type": "message",
+        "status": "in_progress",
+        "content": [],
+        "role": "assistant",
+    }
+    done_item = {**item, "status": "completed", "content": [{**part, "text": text}]}
+    usage = {
+        "input_tokens": 25,
+        "input_tokens_details": {"cached_tokens": 0},
+        "output_tokens": deltas,
+        "output_tokens_details": {"reasoning_tokens": 0},
+        "total_tokens": 25 + deltas,
+    }
+    parts = [
+        ev({"type": "response.created", "response": response}),
+        ev({"type": "response.in_progress", "response": response}),
+        ev({"type": "response.output_item.added", "output_index": 0, "item": item}),
+        ev({"type": "response.content_part.added", **where, "content_index": 0, "part": part}),
+        *(
+            ev(
+                {
+                    "type": "response.output_text.delta",
+                    **where,
+                    "content_index": 0,
+                    "delta": " token",
+                    "logprobs": [],
+                }
+            )
+            for _ in range(deltas)
+        ),
+        ev(
+            {
+                "type": "response.output_text.done",
+                **where,
+                "content_index": 0,
+                "text": text,
+                "logprobs": [],
+            }
+        ),
+        ev(
+            {
+                "type": "response.content_part.done",
+                **where,
+                "content_index": 0,
+                "part": {**part, "text": text},
+            }
+        ),
+        ev({"type": "response.output_item.done", "output_index": 0, "item": done_item}),
+        ev(
+            {
+                "type": "response.completed",
+                "response": {
+                    **response,
+                    "status": "completed",
+                    "output": [done_item],
+                    "usage": usage,
+                },
+            }
+        ),
+    ]
+    return b"".join(parts)
+
+
+BODIES: dict[str, Callable[[int], bytes]] = {
+    "openai": openai_body,
+    "anthropic": anthropic_body,
+    "responses": responses_body,
+}
+
+
 def reads(body: bytes, size: int) -> list[bytes]:
     return [body[i : i + size] for i in range(0, len(body), size)]
 
@@ -163,11 +262,11 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, default=200_000)
     parser.add_argument("--read", type=int, default=4096)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--api", choices=("openai", "anthropic", "both"), default="both")
+    parser.add_argument("--api", choices=(*BODIES, "all"), default="all")
     args = parser.parse_args()
-    apis = ("openai", "anthropic") if args.api == "both" else (args.api,)
+    apis = tuple(BODIES) if args.api == "all" else (args.api,)
     for api in apis:
-        body = (openai_body if api == "openai" else anthropic_body)(args.chunks)
+        body = BODIES[api](args.chunks)
         pieces = reads(body, args.read)
         print(
             f"\n{api}: {args.chunks} events, {len(body) / 1e6:.1f} MB, {len(pieces)} reads "

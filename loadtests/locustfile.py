@@ -5,11 +5,13 @@
         --max-tokens 128 --slo-ttft-ms 500 --csv reports/load/locust --html reports/load/locust.html
     locust -f loadtests/locustfile.py --headless --processes 2 ...   # master + 2 workers
 
-``--host`` is the API root (like the suite's ``--base-url``). The key comes from
-``--api-key``, else STREAMPROOF_API_KEY, OPENAI_API_KEY / ANTHROPIC_API_KEY; it is never
-printed. The options (``src/streamproof/load/args.py``: model, max tokens, prompts, SLOs,
-validation, the four timeouts, open loop, shapes, interrupting users ...) also show in the web
-UI, where a "Streaming" tab and the live charts page ``/streamproof/`` join Locust's own.
+``--host`` is the API root (like the suite's ``--base-url``); ``--api`` is openai
+(/chat/completions), anthropic (/messages), responses (/responses) or mixed (all three). The
+key comes from ``--api-key``, else STREAMPROOF_API_KEY, OPENAI_API_KEY (openai, responses) /
+ANTHROPIC_API_KEY; it is never printed. The options (``src/streamproof/load/args.py``: model,
+max tokens, prompts, SLOs, validation, the four timeouts, open loop, shapes, interrupting
+users ...) also show in the web UI, where a "Streaming" tab and the live charts page
+``/streamproof/`` join Locust's own.
 
 Rows in Locust's statistics: TTFB, TTFT, TTFO, TPOT, ITL (one per gap between content
 events), E2E (size column = output tokens; failures by kind), SCHED_LAG (open loop), ABORT
@@ -32,6 +34,12 @@ class AnthropicUser(StreamingUser):
     """Streams ``POST {host}/messages`` (``--api anthropic`` or ``mixed``)."""
 
     api = "anthropic"
+
+
+class ResponsesUser(StreamingUser):
+    """Streams ``POST {host}/responses`` (``--api responses`` or ``mixed``)."""
+
+    api = "responses"
 
 
 class InterruptingUser(InterruptingStreamingUser):

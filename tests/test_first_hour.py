@@ -78,7 +78,7 @@ def _mistakes(server: ReferenceServer, web: str) -> dict[str, tuple[list[str], s
         "unknown fault": (["--fault", "nosuch"], "--fault nosuch: no such fault"),
         "unknown scenario": (["--api", "anthropic", "--scenario", "stop"],
                              "--scenario: unknown stop (known: "),
-        "bad --api": (["--api", "both"], "--api takes openai, anthropic, all, not 'both'"),
+        "bad --api": (["--api", "both"], "--api takes openai, anthropic, responses, all, not 'both'"),
         "bad timeout": (["--idle-timeout", "soon"], "--idle-timeout: not a number: 'soon'"),
         "fault with a base URL": (["--base-url", base, "--fault", "reset", "--model", "m"],
                                   "--fault applies to the built-in server only"),
@@ -203,7 +203,7 @@ class _Flaky:
 
 def _probe(url: str) -> dict[str, str]:
     return probe(url, ["openai"], lambda api: {"authorization": f"Bearer {KEY}"},
-                 lambda api: probe_body(DEFAULT_MODEL), timeouts=Timeouts(2, 2, 2, 4),
+                 lambda api: probe_body(api, DEFAULT_MODEL), timeouts=Timeouts(2, 2, 2, 4),
                  explicit=True, given_key=True)  # fmt: skip
 
 
@@ -325,3 +325,28 @@ def test_every_option_has_help(tmp_path: Path) -> None:
         for action in sub._actions:
             if action.option_strings and action.dest != "help":
                 assert action.help, f"{name} {action.option_strings}"
+
+
+def test_an_endpoint_without_responses_skips_it_with_the_reason(tmp_path: Path) -> None:
+    """``--api all`` against a server of chat completions and messages only: the Responses
+    rules are skipped with why (404 at /v1/responses), the run passes on the other two; asked
+    for by name (``--api responses``) it is a usage error of one line."""
+    from streamproof.server import app as server_app
+    from streamproof.server.timing import Timing
+
+    with ReferenceServer(api_key=KEY) as srv:
+        srv.app = server_app.App(KEY, Timing(), apis=server_app.APIS[:2])
+        common = ["--base-url", srv.base_url, "--api-key", KEY, "--no-load"]
+        done = _run("streamproof", "run", *common, "--report-dir", str(tmp_path / "all"),
+                    cwd=tmp_path)  # fmt: skip
+        assert done.returncode == 0, _lines(done)[-5:]
+        report = json.loads((tmp_path / "all" / "compliance.json").read_text("utf-8"))
+        why = report["options"]["left_out"]["responses"]
+        assert "no API at" in why and "404" in why
+        ours = [r for r in report["rules"] if r["id"].startswith("responses.")]
+        assert ours and all(r["outcome"] == "skip" for r in ours)
+        assert report["verdict"] == "pass"
+        done = _run("streamproof", "run", *common, "--api", "responses",
+                    "--report-dir", str(tmp_path / "one"), cwd=tmp_path)  # fmt: skip
+        assert done.returncode == 2
+        assert len(_lines(done)) == 1 and "no API at" in _lines(done)[0], _lines(done)

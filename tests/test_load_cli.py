@@ -8,6 +8,7 @@ import csv
 import json
 
 import psutil
+import pytest
 
 from streamproof.load import cli
 from streamproof.server.send import EARLY_NS
@@ -77,12 +78,42 @@ def test_load_command_on_the_embedded_server(tmp_path, capsys) -> None:
     assert not left, f"processes left behind: {left}"
 
 
-def test_load_command_reports_failures(tmp_path, capsys) -> None:
-    assert cli.run(_args(tmp_path, "--fault", "missing-done", "--api", "openai")) == 1
-    assert "violations: openai.done (MUST) x4" in capsys.readouterr().out
+def test_load_command_runs_responses(tmp_path, capsys) -> None:
+    """``--api responses``: POST /responses with max_output_tokens, the tokens from the
+    terminal event's usage, every stream validated clean."""
+    assert cli.run(_args(tmp_path, "--api", "responses")) == 0
+    out = capsys.readouterr().out
+    assert "4 completed, 0 failed" in out and "output tokens: 80 (from usage)" in out
+    load = tmp_path / "load"
+    summary = json.loads((load / "summary.json").read_text())
+    assert summary["api"] == "responses" and summary["violations"] == {}
+    assert summary["output_tokens"] == {"total": 80, "source": "usage"}
+    assert summary["ttft_ms"]["min"] >= 30 - EARLY_NS / 1e6
+    recs = [json.loads(line) for line in (load / "requests.jsonl").read_text().splitlines()]
+    assert [(r["api"], r["ok"], r["error"], r["tokens"]) for r in recs] == [
+        ("responses", True, None, 20)
+    ] * 4
+    assert all(len(r["content_us"]) == 20 and r["visible_us"] == r["content_us"][0] for r in recs)
+    with (load / "locust_stats.csv").open(newline="") as fh:
+        rows = {(row["Type"], row["Name"]): row for row in csv.DictReader(fh)}
+    assert rows[("responses", "E2E")]["Failure Count"] == "0"
+    assert rows[("responses", "ITL")]["Request Count"] == str(4 * 19)
+
+
+# a fault and the MUST rule it breaks; responses: a payload no JSON parser takes
+FAILURES = [
+    ("openai", "missing-done", "openai.done"),
+    ("responses", "huge-number", "responses.data-json"),
+]
+
+
+@pytest.mark.parametrize(("api", "fault", "rule"), FAILURES, ids=[f[0] for f in FAILURES])
+def test_load_command_reports_failures(api, fault, rule, tmp_path, capsys) -> None:
+    assert cli.run(_args(tmp_path, "--fault", fault, "--api", api)) == 1
+    assert f"violations: {rule} (MUST) x4" in capsys.readouterr().out
     summary = json.loads((tmp_path / "load" / "summary.json").read_text())
     assert summary["requests"]["failed"] == 4 and summary["requests"]["by_error"] == {"protocol": 4}
-    assert list(summary["violations"]) == ["openai.done"]
+    assert list(summary["violations"]) == [rule]
 
 
 def test_duration_parsing() -> None:

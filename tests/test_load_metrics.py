@@ -293,6 +293,52 @@ def test_anthropic_content_events_under_load() -> None:
     assert tr.output_tokens == (3, "usage") and tr.end_t == 7
 
 
+def test_responses_content_events_under_load() -> None:
+    tr = model_for("responses", rules=False, content_t=[])
+    seq = iter(range(100))
+
+    def ev(kind, t, **fields):
+        return _ev({"type": kind, "sequence_number": next(seq), **fields}, t, kind)
+
+    response = {"id": "resp_1", "object": "response", "status": "in_progress", "output": []}
+    reasoning = {"id": "rs_1", "type": "reasoning", "summary": []}
+    message = {"id": "msg_1", "type": "message", "role": "assistant", "content": []}
+    summary = lambda **kw: {"item_id": "rs_1", "output_index": 0, "summary_index": 0, **kw}  # noqa: E731
+    text = lambda **kw: {"item_id": "msg_1", "output_index": 1, "content_index": 0, **kw}  # noqa: E731
+    part = {"type": "output_text", "text": "", "annotations": []}
+    tr.feed(
+        [
+            ev("response.created", 1, response=response),
+            ev("response.in_progress", 2, response=response),
+            ev("response.output_item.added", 3, output_index=0, item=reasoning),
+            ev("response.reasoning_summary_part.added", 4,
+               **summary(part={"type": "summary_text", "text": ""})),
+            ev("response.reasoning_summary_text.delta", 5, **summary(delta="hmm")),  # reasoning
+            ev("response.reasoning_summary_text.delta", 6, **summary(delta="")),  # empty: not
+            ev("response.reasoning_summary_text.done", 7, **summary(text="hmm")),
+            ev("response.output_item.done", 8, output_index=0,
+               item={**reasoning, "summary": [{"type": "summary_text", "text": "hmm"}]}),
+            ev("response.output_item.added", 9, output_index=1, item=message),
+            ev("response.content_part.added", 10, **text(part=part)),
+            ev("response.output_text.delta", 11, **text(delta="Hi")),
+            ev("response.output_text.delta", 12, **text(delta="")),  # empty: not content
+            ev("response.output_text.delta", 13, **text(delta=" there")),
+            ev("response.output_text.done", 14, **text(text="Hi there")),
+            ev("response.content_part.done", 15, **text(part={**part, "text": "Hi there"})),
+            ev("response.output_item.done", 16, output_index=1, item=message),
+            ev("response.completed", 17, response={
+                **response, "status": "completed", "usage": {
+                    "input_tokens": 3, "output_tokens": 9, "total_tokens": 12,
+                    "output_tokens_details": {"reasoning_tokens": 6}}}),
+        ]
+    )  # fmt: skip
+    # TTFT at the reasoning summary delta, TTFO at the first text delta, E2E at the terminal
+    assert tr.content_t == [5, 11, 13] and tr.visible_t == 11 and tr.first_index == 4
+    assert tr.output_tokens == (9, "usage") and tr.end_t == 17 and tr.last_t == 17
+    tr.finish()
+    assert tr.complete and tr.error_text is None
+
+
 def test_no_usage_counts_events() -> None:
     tr = model_for("openai", rules=False, content_t=[])
     tr.feed([_ev({"choices": [{"index": 0, "delta": {"content": "a"}}]}, 1)])
@@ -326,6 +372,13 @@ def test_request_building() -> None:
     assert build_request("anthropic", "m", "hi", 5)["max_tokens"] == 5
     assert request_headers("anthropic", "k")["x-api-key"] == "k"
     assert request_headers("openai", "k")["authorization"] == "Bearer k"
+    # Responses: input and max_output_tokens; no stream_options (the terminal event has usage)
+    for include_usage in (True, False):
+        assert build_request("responses", "m", "hi", 5, include_usage=include_usage) == {
+            "model": "m", "input": "hi", "max_output_tokens": 5, "stream": True
+        }  # fmt: skip
+    assert request_headers("responses", "k")["authorization"] == "Bearer k"
+    assert "anthropic-version" not in request_headers("responses", "k")
 
 
 # -- options, prompts, shapes ------------------------------------------------------------------
@@ -348,6 +401,22 @@ def test_settings_from_web_ui_strings_and_env_key(monkeypatch) -> None:
     assert s.max_tokens == 64 and s.slo == Slo(ttft_ms=200.0) and not s.validate
     assert s.timeouts.idle == 5.0 and s.timeouts.connect == 10.0
     assert "sk-ant" not in repr(s)
+
+
+def test_settings_for_responses_take_the_openai_key(monkeypatch) -> None:
+    monkeypatch.delenv("STREAMPROOF_API_KEY", raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai-from-env-0002")
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-from-env-0003")
+    s = Settings.from_options(SimpleNamespace(api="responses", api_key="", max_tokens="32"))
+    assert s.api == "responses" and s.max_tokens == 32
+    assert set(s.keys) == {"openai", "anthropic", "responses"}
+    assert s.key_for("responses") == s.key_for("openai") == "sk-openai-from-env-0002"
+    assert s.key_for("anthropic") == "sk-ant-from-env-0003"
+    assert s.request_headers("responses")["authorization"] == "Bearer sk-openai-from-env-0002"
+    mixed = Settings.from_options(SimpleNamespace(api="mixed", api_key="sk-given-0004"))
+    assert set(mixed.keys.values()) == {"sk-given-0004"} and len(mixed.keys) == 3
+    with pytest.raises(ValueError, match="responses"):
+        Settings.from_options(SimpleNamespace(api="chat"))
 
 
 def test_prompt_sources(tmp_path) -> None:

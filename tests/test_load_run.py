@@ -102,7 +102,7 @@ def _base(users: int = USERS, per_user: int = PER_USER) -> list[str]:
     ]
 
 
-@pytest.mark.parametrize("api", ["openai", "anthropic"])
+@pytest.mark.parametrize("api", ["openai", "anthropic", "responses"])
 def test_scripted_timing_is_measured_exactly(api, server, tmp_path) -> None:
     base = server.url_for(timing=TIMING, stamps=True)
     run = run_locust(
@@ -131,33 +131,82 @@ def test_scripted_timing_is_measured_exactly(api, server, tmp_path) -> None:
     assert SECRET not in run.stdout
 
 
-def test_mixed_runs_both_user_classes(server, tmp_path) -> None:
+def test_responses_reasoning_summary_is_ttft_not_ttfo(server, tmp_path) -> None:
+    """Responses with a reasoning summary: its deltas are content (TTFT, ITL, TPOT), the first
+    output_text delta is TTFO, one gap per reasoning delta later; N is the terminal usage,
+    which counts the streamed reasoning too (spec: Load metrics for Responses)."""
+    timing, tokens = Timing(50, 5, 1), 60
+    base = server.url_for(timing=timing, stamps=True)
+    extra = '{"reasoning": {"effort": "low", "summary": "auto"}}'
+    args = [*_base(users=2, per_user=2), "--max-tokens", str(tokens), "--extra-body", extra]
+    run = run_locust([*args, "--host", base, "--api", "responses"], tmp_path)
+    s = summary(tmp_path)
+    assert s["requests"] == all_completed(4), run.stdout[-2000:]
+    assert s["violations"] == {} and s["output_tokens"] == {"total": 4 * tokens, "source": "usage"}
+    steps = []
+    for r in records(tmp_path):
+        content, visible = r["content_us"], r["visible_us"]
+        reasoning = sum(t < visible for t in content)  # the summary deltas before the text
+        assert reasoning >= 5 and r["tokens"] == len(content) == tokens, r
+        # TTFT: the first summary delta; TTFO: one gap per summary delta later (from the send:
+        # the server is never early, a read may be late)
+        assert content[0] / 1000 >= timing.ttft_ms - EARLY_MS, r
+        assert visible / 1000 >= timing.ttft_ms + reasoning * timing.gap_ms - EARLY_MS, r
+        steps.append((visible - content[0]) / 1000 / reasoning)
+    assert median(steps) <= 1.5 * timing.gap_ms, steps
+    assert s["ttfo_ms"]["p50"] > s["ttft_ms"]["p50"] + 5 * timing.gap_ms - EARLY_MS, s
+    assert timing.gap_ms / 2 <= s["tpot_ms"]["p50"] <= 1.5 * timing.gap_ms, s["tpot_ms"]
+
+
+def test_mixed_runs_every_user_class(server, tmp_path) -> None:
+    """``--api mixed``: one user of each API's class (Locust spreads 3 users over the 3
+    classes), each stream read and validated by its own API's model."""
     base = server.url_for(timing=Timing(10, 1, 1))
-    run_locust([*_base(users=2, per_user=2), "--host", base, "--api", "mixed"], tmp_path)
+    run = run_locust([*_base(users=3, per_user=2), "--host", base, "--api", "mixed"], tmp_path)
     s = summary(tmp_path)
-    assert s["requests"] == all_completed(4)
-    assert Counter(r["api"] for r in records(tmp_path)) == {"openai": 2, "anthropic": 2}
+    assert s["requests"] == all_completed(6), run.stdout[-2000:]
+    assert s["violations"] == {} and s["output_tokens"] == {"total": 6 * TOKENS, "source": "usage"}
+    recs = records(tmp_path)
+    assert Counter(r["api"] for r in recs) == {"openai": 2, "anthropic": 2, "responses": 2}
+    assert all(r["tokens"] == len(r["content_us"]) == TOKENS for r in recs)
     rows = stats_rows(tmp_path)
-    assert ("openai", "E2E") in rows and ("anthropic", "E2E") in rows
+    for api in ("openai", "anthropic", "responses"):
+        assert rows[(api, "E2E")]["Request Count"] == "2", api
+        assert int(rows[(api, "ITL")]["Request Count"]) == 2 * (TOKENS - 1), api
 
 
-def test_fault_counts_as_violation(server, tmp_path) -> None:
-    base = server.url_for(faults=("missing-done",), timing=Timing(20, 2, 1))
-    run_locust([*_base(users=2, per_user=2), "--host", base, "--api", "openai"], tmp_path)
+# a fault per API and the MUST rule it breaks; for responses a payload no JSON parser takes
+# (a wire fault of every API) breaks responses.data-json
+FAULTS = [
+    ("openai", "missing-done", "openai.done"),
+    ("responses", "huge-number", "responses.data-json"),
+]
+
+
+@pytest.mark.parametrize(("api", "fault", "rule"), FAULTS, ids=[f[0] for f in FAULTS])
+def test_fault_counts_as_violation(api, fault, rule, server, tmp_path) -> None:
+    base = server.url_for(faults=(fault,), timing=Timing(20, 2, 1))
+    run_locust([*_base(users=2, per_user=2), "--host", base, "--api", api], tmp_path)
     s = summary(tmp_path)
-    assert s["violations"].get("openai.done") == {"level": "MUST", "requests": 4}, s
+    assert s["violations"].get(rule) == {"level": "MUST", "requests": 4}, s
     assert s["requests"]["failed"] == 4 and s["requests"]["by_error"] == {"protocol": 4}
-    row = stats_rows(tmp_path)[("openai", "E2E")]
+    assert s["output_tokens"] == {"total": 4 * TOKENS, "source": "usage"}  # figures count
+    row = stats_rows(tmp_path)[(api, "E2E")]
     assert int(row["Failure Count"]) == 4
     failures = (tmp_path / "locust_failures.csv").read_text()
-    assert "protocol: openai.done" in failures
+    assert f"protocol: {rule}" in failures
 
 
-def test_validation_off_ignores_protocol(server, tmp_path) -> None:
-    base = server.url_for(faults=("missing-done",), timing=Timing(20, 2, 1))
-    run_locust([*_base(users=1, per_user=2), "--host", base, "--validate", "off"], tmp_path)
+@pytest.mark.parametrize(("api", "fault", "rule"), FAULTS, ids=[f[0] for f in FAULTS])
+def test_validation_off_ignores_protocol(api, fault, rule, server, tmp_path) -> None:
+    base = server.url_for(faults=(fault,), timing=Timing(20, 2, 1))
+    run_locust(
+        [*_base(users=1, per_user=2), "--host", base, "--api", api, "--validate", "off"],
+        tmp_path,
+    )
     s = summary(tmp_path)
-    assert s["requests"]["completed"] == 2 and s["violations"] == {}
+    assert s["requests"] == all_completed(2) and s["violations"] == {}
+    assert s["output_tokens"] == {"total": 2 * TOKENS, "source": "usage"}
 
 
 def test_distributed_run_adds_up(server, tmp_path) -> None:

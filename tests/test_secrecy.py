@@ -33,10 +33,12 @@ from streamproof.server.faults.leak import LEAK_HEADERS
 ROOT = Path(__file__).resolve().parents[1]
 KEY = 'sk-leak/canary+"key"=\\0123456789'
 LEAKED = "[debug: key=*** url=*** b64=***]"  # the server's leak, once masked
-# the OpenAI faults, then the Anthropic ones: the leak, plus findings whose evidence (the
-# transcript around an event, the error body of a 5xx) carries it into every report
+# the OpenAI faults, then the Anthropic and Responses ones: the leak, plus findings whose
+# evidence (the transcript around an event, the error body of a 5xx) carries it into every
+# report
 FAULTS = ("leak-key,content-number,error-5xx,"
-          "anthropic-leak-key,anthropic-delta-type-mismatch,anthropic-error-5xx")  # fmt: skip
+          "anthropic-leak-key,anthropic-delta-type-mismatch,anthropic-error-5xx,"
+          "responses-leak-key,responses-delta-null,responses-error-5xx")  # fmt: skip
 
 
 def key_forms(key: str = KEY) -> dict[str, str]:

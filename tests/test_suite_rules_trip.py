@@ -23,7 +23,7 @@ FAST_TIMEOUTS = (
 # the event flood is valid but long: on a busy machine reading its 60 000 events (twice, with
 # the SDK replay) takes more than the 4 s above
 FLOOD_TIMEOUTS = ("--total-timeout", "20", "--idle-timeout", "5")
-APIS = ("openai", "anthropic")
+APIS = ("openai", "anthropic", "responses")
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +53,7 @@ def run_suite(pytester, server, report_dir: Path, *, api: str, faults=(), scenar
 
 def _api(fault) -> str:
     """The API a fault is proven against: its own, or OpenAI for an API-agnostic one (its
-    ``anthropic-`` copy proves it against the Anthropic API)."""
+    ``anthropic-`` and ``responses-`` copies prove it against the other APIs)."""
     return "openai" if fault.api == "any" else fault.api
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import __version__
-from .endpoints import KEY_ENV
+from .endpoints import APIS, KEY_ENV
 from .load.cli import duration, positive_int
 from .redact import is_secret_name, looks_like_key, redact, register_secret
 from .rules import catalogue
@@ -157,7 +157,7 @@ def _environ(**values: str | None) -> Iterator[None]:
 
 def load_arguments(args: argparse.Namespace, report_dir: Path) -> list[str]:
     """The ``streamproof load`` command line of the load run that follows the suite."""
-    apis = {"all": "mixed", "openai": "openai", "anthropic": "anthropic"}
+    apis = {"all": "mixed", "openai": "openai", "anthropic": "anthropic", "responses": "responses"}
     argv = [
         "--duration", args.load_duration,
         "--users", str(args.load_users),
@@ -500,7 +500,7 @@ def _parser() -> argparse.ArgumentParser:
         "there is one) against the rules of one API.",
     )
     check.add_argument("file", help="the .sse body (or its .json sidecar)")
-    check.add_argument("--api", choices=("openai", "anthropic"), required=True,
+    check.add_argument("--api", choices=APIS, required=True,
                        help="the API the stream answers")  # fmt: skip
     check.add_argument("--request", help="JSON file with the request body that produced it "
                        "(default: from the sidecar, else inferred from the stream)")  # fmt: skip

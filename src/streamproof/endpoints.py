@@ -8,13 +8,18 @@ from typing import Final
 
 __all__ = ["ANTHROPIC_VERSION", "APIS", "API_PATHS", "KEY_ENV", "request_headers"]
 
-APIS: Final = ("openai", "anthropic")
-API_PATHS: Final = {"openai": "/chat/completions", "anthropic": "/messages"}
+APIS: Final = ("openai", "anthropic", "responses")
+API_PATHS: Final = {
+    "openai": "/chat/completions",
+    "anthropic": "/messages",
+    "responses": "/responses",
+}
 ANTHROPIC_VERSION: Final = "2023-06-01"
 # Where a key comes from when none is given: the first of these that is set.
 KEY_ENV: Final = {
     "openai": ("STREAMPROOF_API_KEY", "OPENAI_API_KEY"),
     "anthropic": ("STREAMPROOF_API_KEY", "ANTHROPIC_API_KEY"),
+    "responses": ("STREAMPROOF_API_KEY", "OPENAI_API_KEY"),
 }
 
 

@@ -55,6 +55,7 @@ Outcome = Literal["pass", "fail", "warn", "skip"]
 _MODELS: Final = {  # api -> (module, the model, the model bare)
     "openai": ("openai_model", "OpenAIChatModel", "BareOpenAIModel"),
     "anthropic": ("anthropic_model", "AnthropicMessagesModel", "BareAnthropicModel"),
+    "responses": ("responses_model", "ResponsesModel", "BareResponsesModel"),
 }
 _BAD_KEY = "sk-streamproof-invalid-key-0000000000"
 # The SDK replay costs ~0.6 ms an event (pydantic models per chunk): past this many events

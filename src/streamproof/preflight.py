@@ -22,10 +22,15 @@ from .endpoints import API_PATHS
 from .redact import redact
 
 __all__ = ["SetupError", "Unreachable", "discover_model", "probe", "probe_body"]
-API_NAMES: Final = {"openai": "OpenAI-compatible", "anthropic": "Anthropic-compatible"}
+API_NAMES: Final = {
+    "openai": "OpenAI-compatible",
+    "anthropic": "Anthropic-compatible",
+    "responses": "OpenAI Responses-compatible",
+}
 KEY_HINT: Final = {
     "openai": "--api-key / OPENAI_API_KEY",
     "anthropic": "--api-key / ANTHROPIC_API_KEY (and --anthropic-auth)",
+    "responses": "--api-key / OPENAI_API_KEY",
 }
 _NOT_SERVED: Final = (404, 405, 501)
 _BODY_PEEK: Final = 4096
@@ -203,12 +208,14 @@ def _api_error(body: bytes) -> str | None:
     return message if isinstance(message, str) else None
 
 
-def probe_body(model: str) -> dict[str, Any]:
-    """A short streaming request: enough to see the endpoint answer, cheap on a real model."""
-    body: dict[str, Any] = {
+def probe_body(api: str, model: str) -> dict[str, Any]:
+    """A short streaming request of ``api``: enough to see the endpoint answer, cheap on a
+    real model."""
+    if api == "responses":
+        return {"model": model, "input": "Say OK.", "max_output_tokens": 16, "stream": True}
+    return {
         "model": model,
         "messages": [{"role": "user", "content": "Say OK."}],
         "max_tokens": 16,
         "stream": True,
     }
-    return body

@@ -201,7 +201,7 @@ class Conformance:
                 target.base_url,
                 opts.apis,
                 lambda api: target.headers(api, "key"),
-                lambda api: target.body(probe_body(model)),
+                lambda api: target.body(probe_body(api, model)),
                 timeouts=opts.timeouts,
                 explicit=opts.api_choice != "all",
                 given_key=bool(key),

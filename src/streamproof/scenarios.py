@@ -190,6 +190,9 @@ def _openai() -> list[Scenario]:
     ]
 
 
+_FIRST_KEY = {"openai": b"messages", "anthropic": b"messages", "responses": b"input"}
+
+
 def _error_scenarios(api: str, body: dict[str, Any]) -> list[Scenario]:
 
     def valid(m: str) -> dict[str, Any]:
@@ -223,7 +226,7 @@ def _error_scenarios(api: str, body: dict[str, Any]) -> list[Scenario]:
             api,
             "error",
             "malformed JSON body",
-            lambda m: b'{"model": "' + m.encode() + b'", "messages": [',
+            lambda m: b'{"model": "' + m.encode() + b'", "' + _FIRST_KEY[api] + b'": [',
             expect_status=(400, 422),
             sdk=False,
         ),
@@ -330,7 +333,82 @@ def _anthropic() -> list[Scenario]:
     ]
 
 
-SCENARIOS: tuple[Scenario, ...] = (*_openai(), *_anthropic())
+def _flat(tool: dict[str, Any]) -> dict[str, Any]:
+    """A chat-completions function tool in the Responses API's flat form."""
+    return {"type": "function", **tool["function"]}
+
+
+def _responses() -> list[Scenario]:
+    def body(m: str, prompt: str, **extra: Any) -> dict[str, Any]:
+        return {"model": m, "input": prompt, "stream": True, **extra}
+
+    return [
+        Scenario("plain", "responses", "stream", "plain text", lambda m: body(m, PROMPT_LONG)),
+        Scenario(
+            "max-output-tokens",
+            "responses",
+            "stream",
+            "max_output_tokens cut (response.incomplete)",
+            lambda m: body(m, PROMPT_LONG, max_output_tokens=16),
+            expect=frozenset({"responses.incomplete"}),
+        ),
+        Scenario(
+            "tool",
+            "responses",
+            "stream",
+            "forced function call",
+            lambda m: body(
+                m,
+                PROMPT_TOOL,
+                tools=[_flat(WEATHER_TOOL)],
+                tool_choice={"type": "function", "name": "get_weather"},
+            ),
+            needs="tools",
+        ),
+        Scenario(
+            "parallel-tools",
+            "responses",
+            "stream",
+            "parallel function calls",
+            lambda m: body(
+                m,
+                PROMPT_TOOLS,
+                tools=[_flat(WEATHER_TOOL), _flat(TIME_TOOL)],
+                tool_choice="required",
+                parallel_tool_calls=True,
+            ),
+            needs="parallel tool calls",
+        ),
+        Scenario(
+            "reasoning",
+            "responses",
+            "stream",
+            "reasoning with a summary",
+            lambda m: body(m, PROMPT_SHORT, reasoning={"effort": "low", "summary": "auto"}),
+            needs="reasoning",
+        ),
+        Scenario(
+            "non-stream",
+            "responses",
+            "json",
+            "stream: false answer",
+            lambda m: {"model": m, "input": PROMPT_SHORT},
+            sdk=False,
+        ),
+        *_error_scenarios("responses", {"model": None, "input": PROMPT_SHORT, "stream": True}),
+        Scenario(
+            "error-bad-temperature",
+            "responses",
+            "error",
+            "temperature below its minimum",
+            lambda m: body(m, PROMPT_SHORT, temperature=-1),
+            expect_status=(400,),
+            sdk=False,
+        ),
+    ]
+
+
+SCENARIOS: tuple[Scenario, ...] = (*_openai(), *_anthropic(), *_responses())
 
 
 def scenarios_for(api: str) -> list[Scenario]:

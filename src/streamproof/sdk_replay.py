@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import traceback
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ __all__ = [
     "compare_with_sdk",
     "describe",
     "openai_normalized",
+    "responses_normalized",
     "sdk_final",
     "sdk_message",
 ]
@@ -184,11 +186,55 @@ def _anthropic_comparable(message: Mapping[str, Any]) -> dict[str, Any]:
     return {**message, "content": blocks}
 
 
+def _responses_final(cap: Capture, request: Mapping[str, Any]) -> Any:
+    """``client.responses.stream(...)``, the SDK's own streaming helper, read to the end: its
+    ``get_final_response()`` after response.completed; the response of the terminal event it
+    yields after response.incomplete or .failed (where ``get_final_response()`` raises by
+    design)."""
+    import openai
+
+    kwargs = {k: v for k, v in request.items() if k != "stream"}
+    with httpx2.Client(transport=_transport(cap)) as http:
+        client = openai.OpenAI(
+            api_key=_REPLAY_KEY,
+            base_url="http://replay.invalid/v1",
+            http_client=http,
+            max_retries=0,
+        )
+        # the SDK's own re-serialisation warns on item types its unions do not know
+        with warnings.catch_warnings(), client.responses.stream(**kwargs) as stream:
+            warnings.simplefilter("ignore")
+            last = None
+            for event in stream:
+                if event.type in ("response.incomplete", "response.failed"):
+                    last = event.response
+            return last if last is not None else stream.get_final_response()
+
+
+def responses_normalized(final: Any) -> dict[str, Any]:
+    """A Response in the shape of the model's ``message()``."""
+    from .validators.responses_output import normalized_item
+
+    raw = final.model_dump(mode="json", warnings=False)
+    usage = raw.get("usage")
+    return {
+        "id": raw.get("id"),
+        "status": raw.get("status"),
+        "output": [normalized_item(item) for item in raw.get("output") or []],
+        "usage": None
+        if usage is None
+        else {k: usage.get(k) for k in ("input_tokens", "output_tokens", "total_tokens")},
+    }
+
+
 # per API: the SDK's own final object, its normalised form, and what of it is compared
 _SDK: dict[str, tuple[Callable[..., Any], Callable[..., dict[str, Any]], Callable[..., Any]]] = {
     "openai": (_openai_final, openai_normalized, _openai_comparable),
     "anthropic": (_anthropic_final, anthropic_normalized, _anthropic_comparable),
+    "responses": (_responses_final, responses_normalized, dict),
 }
+# the package whose APIError a well-formed mid-stream error raises
+_PACKAGE = {"openai": "openai", "anthropic": "anthropic", "responses": "openai"}
 
 
 def sdk_final(api: str, cap: Capture, request: Mapping[str, Any]) -> Any:
@@ -221,9 +267,10 @@ def compare_with_sdk(
     try:
         theirs = comparable(sdk_message(api, cap, request))
     except Exception as exc:  # the SDK's own failure is the finding
-        if ended_by_error and isinstance(exc, importlib.import_module(api).APIError):
+        if ended_by_error and isinstance(exc, importlib.import_module(_PACKAGE[api]).APIError):
             return []
-        return [Finding(rule_id, f"the official {api} SDK failed on this stream: {describe(exc)}")]
+        sdk = _PACKAGE[api]
+        return [Finding(rule_id, f"the official {sdk} SDK failed on this stream: {describe(exc)}")]
     mine = comparable(ours)
     diff = _first_difference(mine, theirs)
     if diff is None:
@@ -232,7 +279,7 @@ def compare_with_sdk(
     return [
         Finding(
             rule_id,
-            f"the official {api} SDK rebuilds a different message at {path}: "
+            f"the official {_PACKAGE[api]} SDK rebuilds a different message at {path}: "
             f"suite {excerpt(repr(a), 80)} vs SDK {excerpt(repr(b), 80)}",
         )
     ]

@@ -19,7 +19,7 @@ from .sse import DEFAULT_MAX_EVENT_BYTES
 
 __all__ = ["APIS", "OPTIONS", "Option", "SuiteOptions", "UsageError", "parse_header"]
 
-APIS = ("openai", "anthropic", "all")
+APIS = ("openai", "anthropic", "responses", "all")
 
 
 class UsageError(ValueError):
@@ -51,8 +51,8 @@ OPTIONS: tuple[Option, ...] = (
     Option("model", "STREAMPROOF_MODEL",
            "model to request (default: the first one GET {base}/models lists; streamproof-1 "
            "on the built-in server)"),
-    Option("api", "STREAMPROOF_API", "openai, anthropic or all (an endpoint that serves only "
-           "one of them: the other is skipped with the reason)", "all"),
+    Option("api", "STREAMPROOF_API", "openai, anthropic, responses or all (an endpoint that "
+           "serves only some of them: the others are skipped with the reason)", "all"),
     Option("report-dir", "STREAMPROOF_REPORT_DIR", "where the reports go", "reports"),
     Option("connect-timeout", "STREAMPROOF_CONNECT_TIMEOUT", "seconds to connect", 10.0, float),
     Option("first-byte-timeout", "STREAMPROOF_FIRST_BYTE_TIMEOUT",
@@ -179,7 +179,7 @@ class SuiteOptions:
             base_url=base_url,
             api_key=key,
             model=value("model"),
-            apis=("openai", "anthropic") if api == "all" else (api,),
+            apis=("openai", "anthropic", "responses") if api == "all" else (api,),
             api_choice=api,
             report_dir=value("report-dir"),
             timeouts=Timeouts(

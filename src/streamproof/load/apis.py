@@ -25,7 +25,10 @@ def build_request(
     *,
     include_usage: bool = True,
 ) -> dict[str, Any]:
-    """The streaming request body for one prompt."""
+    """The streaming request body for one prompt. ``include_usage`` is OpenAI chat's
+    ``stream_options``; Responses has none (its terminal event carries the usage)."""
+    if api == "responses":
+        return {"model": model, "input": prompt, "max_output_tokens": max_tokens, "stream": True}
     messages = [{"role": "user", "content": prompt}]
     if api == "anthropic":
         return {"model": model, "max_tokens": max_tokens, "messages": messages, "stream": True}

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Final
 
 from ..capture import Timeouts
-from ..endpoints import KEY_ENV, request_headers
+from ..endpoints import APIS, KEY_ENV, request_headers
 from ..redact import register_secret
 from ..server import DEFAULT_MODEL
 from ..suite_options import parse_header
@@ -39,7 +39,7 @@ __all__ = [
     "timeouts_of",
 ]
 
-API_CHOICES: Final = ("openai", "anthropic", "mixed")
+API_CHOICES: Final = (*APIS, "mixed")
 PROMPT_CHOICES: Final = ("short", "long", "synthetic", "jsonl", "sharegpt")
 SHAPE_CHOICES: Final = ("none", "step", "ramp", "spike")
 ARRIVAL_CHOICES: Final = ("poisson", "constant")
@@ -91,8 +91,8 @@ def add_locust_arguments(parser: Any) -> None:
         choices=API_CHOICES,
         default="openai",
         env_var="STREAMPROOF_API",
-        help="which endpoint: openai (/chat/completions), anthropic (/messages), or "
-        "mixed (both user classes)",
+        help="which endpoint: openai (/chat/completions), anthropic (/messages), responses "
+        "(/responses, OpenAI's Responses API), or mixed (every API's user class)",
     )
     g.add_argument(
         "--model",
@@ -105,7 +105,7 @@ def add_locust_arguments(parser: Any) -> None:
         default="",
         is_secret=True,
         help="API key (masked everywhere). Empty: STREAMPROOF_API_KEY, else "
-        "OPENAI_API_KEY / ANTHROPIC_API_KEY from the environment",
+        "OPENAI_API_KEY (openai, responses) / ANTHROPIC_API_KEY from the environment",
     )
     g.add_argument(
         "--anthropic-auth",
@@ -139,7 +139,8 @@ def add_locust_arguments(parser: Any) -> None:
         type=int,
         default=128,
         env_var="STREAMPROOF_MAX_TOKENS",
-        help="max_tokens of every request",
+        help="max_tokens of every request (responses: max_output_tokens, which OpenAI "
+        "wants at least 16)",
     )
     g.add_argument(
         "--prompts",
@@ -158,8 +159,9 @@ def add_locust_arguments(parser: Any) -> None:
         "--include-usage",
         choices=("on", "off"),
         default="on",
-        help="OpenAI: ask for the usage chunk (stream_options.include_usage); the "
-        "output token count then comes from the server's usage",
+        help="OpenAI chat: ask for the usage chunk (stream_options.include_usage); the "
+        "output token count then comes from the server's usage (responses: always, from "
+        "the terminal event)",
     )
     g.add_argument(
         "--validate",
@@ -285,8 +287,7 @@ def resolve_api_key(explicit: str | None, api: str) -> str | None:
     """``--api-key`` when given, else the environment (see :data:`KEY_ENV`)."""
     if explicit:
         return explicit
-    names = KEY_ENV["anthropic" if api == "anthropic" else "openai"]
-    for name in names:
+    for name in KEY_ENV[api]:
         value = os.environ.get(name)
         if value:
             return value
@@ -327,7 +328,7 @@ class Settings:
         if api not in API_CHOICES:
             raise ValueError(f"--api must be one of {', '.join(API_CHOICES)}, not {api!r}")
         explicit = str(get("api_key") or "") or None
-        keys = {name: resolve_api_key(explicit, name) for name in ("openai", "anthropic")}
+        keys = {name: resolve_api_key(explicit, name) for name in APIS}
         for key in keys.values():
             register_secret(key)
         slo = Slo(**{d.key: _float(get(f"slo_{d.key}")) or None for d in SLO})

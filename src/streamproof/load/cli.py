@@ -107,7 +107,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--api",
         choices=API_CHOICES,
         default="openai",
-        help="openai, anthropic or mixed (both) (default openai)",
+        help="openai, anthropic, responses (OpenAI's /responses) or mixed (all three) "
+        "(default openai)",
     )
     parser.add_argument(
         "--model",
@@ -116,8 +117,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--api-key",
-        help="API key, masked everywhere (default: "
-        "STREAMPROOF_API_KEY, else OPENAI_API_KEY / ANTHROPIC_API_KEY)",
+        help="API key, masked everywhere (default: STREAMPROOF_API_KEY, else "
+        "OPENAI_API_KEY (openai, responses) / ANTHROPIC_API_KEY)",
     )
     parser.add_argument(
         "--anthropic-auth",
@@ -141,7 +142,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-tokens",
         type=positive_int,
         default=128,
-        help="max_tokens of every request (default 128)",
+        help="max_tokens of every request (responses: max_output_tokens, at least 16 "
+        "there) (default 128)",
     )
     parser.add_argument(
         "--prompts", choices=PROMPT_CHOICES, default="short", help="prompt source (default short)"
@@ -248,10 +250,16 @@ class _Usage(Exception):
     """A setup mistake: one line, exit status 2."""
 
 
+def _lead_api(api: str) -> str:
+    """The API whose key and headers stand for the run: ``--api`` itself, ``openai`` for
+    ``mixed``."""
+    return "openai" if api == "mixed" else api
+
+
 def _key(args: argparse.Namespace) -> str | None:
     if args.api_key:
         return args.api_key
-    for name in KEY_ENV["anthropic" if args.api == "anthropic" else "openai"]:
+    for name in KEY_ENV[_lead_api(args.api)]:
         if os.environ.get(name):
             return os.environ[name]
     return None
@@ -279,12 +287,11 @@ def _preflight(args: argparse.Namespace, host: str, key: str | None) -> str:
     )  # fmt: skip
     try:
         model = args.model or discover_model(
-            host, target.headers("anthropic" if args.api == "anthropic" else "openai", "key"),
-            timeouts,
+            host, target.headers(_lead_api(args.api), "key"), timeouts,
         )  # fmt: skip
         probe(
             host, apis, lambda api: target.headers(api, "key"),
-            lambda api: target.body(probe_body(model)), timeouts=timeouts, explicit=True,
+            lambda api: target.body(probe_body(api, model)), timeouts=timeouts, explicit=True,
             given_key=bool(key),
         )  # fmt: skip
     except (SetupError, Unreachable) as exc:

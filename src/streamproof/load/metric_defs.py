@@ -146,7 +146,7 @@ ITL: Final = _latency(
 )  # fmt: skip
 E2E: Final = _latency(
     "e2e", "E2E", "end-to-end latency",
-    "last event of the stream ([DONE] / message_stop) − t_send",
+    "the stream's end ([DONE] / message_stop / the terminal response event) − t_send",
     diff=("p50", "p99"), slo=True,
 )  # fmt: skip
 SCHED_LAG: Final = Metric(
@@ -170,8 +170,9 @@ TOK_S_DECODE: Final = Metric(
 OUTPUT_TOKENS: Final = Metric(
     "output_tokens", "output tokens", "tokens", "output tokens N",
     "server usage when present (usage.completion_tokens; Anthropic "
-    "message_delta.usage.output_tokens), else the number of content events; the summary "
-    "says which (source: usage or events)",
+    "message_delta.usage.output_tokens; Responses response.usage.output_tokens less the "
+    "reasoning_tokens of reasoning that streamed no text), else the number of content "
+    "events; the summary says which (source: usage, usage less hidden reasoning, or events)",
     None, ("output_tokens", "total"),
 )  # fmt: skip
 OUTPUT_TOKENS_PER_S: Final = Metric(

@@ -8,7 +8,7 @@ to the master): stamps are integers in microseconds after ``t_send`` (the reques
 =================  =========================================================================
 record key         meaning
 =================  =========================================================================
-``api``            ``openai`` or ``anthropic``
+``api``            ``openai``, ``anthropic`` or ``responses``
 ``completed``      the stream was read to its end (2xx, it ended by itself, no transport or
                    stream error): its figures count, whatever its findings
 ``ok``             completed and no MUST rule broken: the request succeeded
@@ -21,7 +21,8 @@ record key         meaning
 ``wall``           ``time.time()`` at ``t_send``
 ``sched_us``       ``t_send - t_sched`` (open loop), else None
 ``ttfb_us``        response headers; ``content_us``: every content event; ``visible_us``: the
-                   first non-reasoning one; ``end_us``: ``[DONE]`` / ``message_stop``;
+                   first non-reasoning one; ``end_us``: ``[DONE]`` / ``message_stop`` /
+                   Responses' terminal event (completed, incomplete, failed);
                    ``last_us``: the last event of any kind; ``dur_us``: the whole exchange
 ``tokens``         output tokens N; ``source``: ``usage`` or ``events``
 ``worker``         the Locust worker index that sent it (0 in a single process)

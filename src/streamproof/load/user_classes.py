@@ -11,7 +11,7 @@ __all__ = ["select_user_classes"]
 
 
 def select_user_classes(environment: Any, api: str, interrupt_users: int) -> None:
-    """Keep the user classes of ``api`` (``mixed``: both) and the interrupting user only
+    """Keep the user classes of ``api`` (``mixed``: every API's) and the interrupting user only
     when ``--interrupt-users`` asks for it. Classes named on the command line win."""
     options = environment.parsed_options
     if options is not None and getattr(options, "user_classes", None):

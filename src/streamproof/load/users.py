@@ -25,8 +25,9 @@ row (name)      one sample per ...
                 metric: the stream's row, as ``E2E`` is for the others)
 ==============  ===============================================================================
 
-The request type column is the API (``openai`` / ``anthropic``; ``<api>-interrupt`` for the
-interrupting user). Concrete users are a few lines (see ``loadtests/locustfile.py``).
+The request type column is the API (``openai`` / ``anthropic`` / ``responses``;
+``<api>-interrupt`` for the interrupting user). Concrete users are a few lines (see
+``loadtests/locustfile.py``).
 """
 
 from __future__ import annotations
@@ -116,7 +117,7 @@ class StreamingUser(User):
     loop (``--arrival-rate``), one at a time, over its own keep-alive connection."""
 
     abstract = True
-    api: ClassVar[str] = "openai"  # "openai", "anthropic", or "mixed" (alternate)
+    api: ClassVar[str] = "openai"  # one of APIS, or "mixed" (cycle through them)
     interrupt: ClassVar[bool] = False
     wait_time = constant(0)
 

@@ -81,7 +81,7 @@ def _matches(rule: Rule, token: str) -> bool:
     return (
         token == rule.id
         or token == rule.group
-        or (token in ("openai", "anthropic") and rule.id.startswith(token + "."))
+        or (token in ("openai", "anthropic", "responses") and rule.id.startswith(token + "."))
         or (any(c in token for c in "*?[") and fnmatch.fnmatchcase(rule.id, token))
     )
 

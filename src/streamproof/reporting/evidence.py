@@ -26,7 +26,11 @@ __all__ = [
     "transcript",
 ]
 
-API_NAMES = {"openai": "OpenAI chat completions", "anthropic": "Anthropic messages"}
+API_NAMES = {
+    "openai": "OpenAI chat completions",
+    "anthropic": "Anthropic messages",
+    "responses": "OpenAI Responses",
+}
 GROUP_NAMES = {
     "http": "HTTP",
     "framing": "framing",
@@ -60,6 +64,8 @@ _OPENAI_REF = "https://platform.openai.com/docs/api-reference/chat/streaming"
 _OPENAI_SPEC = "https://github.com/openai/openai-openapi"
 _OPENAI_SDK = "https://github.com/openai/openai-python/blob/main/src/openai/lib/streaming/chat/_completions.py"
 _OPENAI_SSE = "https://github.com/openai/openai-python/blob/main/src/openai/_streaming.py"
+_RESPONSES_REF = "https://platform.openai.com/docs/api-reference/responses-streaming"
+_RESPONSES_SDK = "https://github.com/openai/openai-python/blob/main/src/openai/lib/streaming/responses/_responses.py"
 _ANTHROPIC_STREAM = "https://docs.anthropic.com/en/docs/build-with-claude/streaming"
 _ANTHROPIC_ERRORS = "https://docs.anthropic.com/en/api/errors"
 _ANTHROPIC_SDK = "https://github.com/anthropics/anthropic-sdk-python/blob/main/src/anthropic/lib/streaming/_messages.py"
@@ -74,10 +80,28 @@ _SOURCES: tuple[tuple[str, str], ...] = (
     ("RFC 9112", _RFC9112),
     ("OpenAI OpenAPI", _OPENAI_SPEC),
     ("OpenAI API reference: error", "https://platform.openai.com/docs/guides/error-codes"),
+    ("OpenAI API reference: Respons", _RESPONSES_REF),
+    ("OpenAI API reference: response", _RESPONSES_REF),
+    ("OpenAI API reference: output", _RESPONSES_REF),
+    ("OpenAI API reference: the Response", _RESPONSES_REF),
+    (
+        "OpenAI API reference: function calling",
+        "https://platform.openai.com/docs/guides/function-calling",
+    ),
+    ("OpenAI API reference: content_part", _RESPONSES_REF),
+    ("OpenAI API reference: delta", _RESPONSES_REF),
+    ("OpenAI API reference: function_call", _RESPONSES_REF),
+    ("OpenAI API reference: reasoning", _RESPONSES_REF),
+    ("OpenAI API reference: web_search", _RESPONSES_REF),
+    ("OpenAI API reference: max_output", _RESPONSES_REF),
+    ("OpenAI reasoning guide", "https://platform.openai.com/docs/guides/reasoning"),
     ("OpenAI API reference", _OPENAI_REF),
     ("OpenAI and Anthropic", _OPENAI_REF),
     ("OpenAI CreateChatCompletionResponse", _OPENAI_REF),
     ("OpenAI", _OPENAI_REF),
+    ("openai SDK ResponseStream", _RESPONSES_SDK),
+    ("openai SDK Response", _RESPONSES_SDK),
+    ("openai SDK parse_response", _RESPONSES_SDK),
     ("openai SDK SSE", _OPENAI_SSE),
     ("openai SDK Stream", _OPENAI_SSE),
     ("openai SDK", _OPENAI_SDK),

@@ -51,6 +51,7 @@ from .endpoint import (
     RequestError,
     StreamInfo,
     Turn,
+    content_ticks,
     json_reply,
     new_id,
     sse_event,
@@ -396,17 +397,8 @@ def is_content(item: Any) -> bool:
 
 
 def ticks_of(items: list[Any]) -> list[int]:
-    """Gap slots: the k-th content delta goes at tick k; any other event with the content
-    before it (the events before the first content delta: with it)."""
-    ticks = []
-    seen = 0
-    for item in items:
-        if is_content(item):
-            ticks.append(seen)
-            seen += 1
-        else:
-            ticks.append(max(0, seen - 1))
-    return ticks
+    """Gap slots: only content deltas (:func:`is_content`) take a gap."""
+    return content_ticks(items, is_content)
 
 
 def _serialise(item: Any) -> bytes:

@@ -21,7 +21,7 @@ from urllib.parse import unquote
 
 import orjson
 
-from . import anthropic_messages, openai_chat
+from . import anthropic_messages, openai_chat, openai_responses
 from .endpoint import Api, Context, Handler, Reply, Request
 from .faults import FAULTS, Fault, FaultSet, find_fault
 from .faults.wire import PARAMETRIC
@@ -31,7 +31,7 @@ from .timing import Timing, TimingError, event_offsets
 
 __all__ = ["APIS", "App", "Selection", "SelectionError", "select"]
 
-APIS: Final[tuple[Api, ...]] = (openai_chat.API, anthropic_messages.API)
+APIS: Final[tuple[Api, ...]] = (openai_chat.API, anthropic_messages.API, openai_responses.API)
 _log = logging.getLogger("streamproof.server")
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "RequestError",
     "StreamInfo",
     "Turn",
+    "content_ticks",
     "dumps_with_raw",
     "json_reply",
     "new_id",
@@ -163,6 +164,21 @@ def stream_reply(events: list[bytes], ctx: Context) -> Reply:
         ],
         events=events,
     )
+
+
+def content_ticks(items: list[Any], is_content: Callable[[Any], bool]) -> list[int]:
+    """Gap slots of a stream's events (``Reply.ticks``): the k-th content event goes at tick
+    k; any other event with the content before it (the events before the first content
+    event: with it)."""
+    ticks = []
+    seen = 0
+    for item in items:
+        if is_content(item):
+            ticks.append(seen)
+            seen += 1
+        else:
+            ticks.append(max(0, seen - 1))
+    return ticks
 
 
 def sse_event(data: bytes, name: bytes | None = None) -> bytes:

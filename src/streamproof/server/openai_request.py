@@ -52,8 +52,8 @@ _TYPE_NAMES: Final = {
 }
 
 
-def checked_request(raw: bytes) -> dict[str, Any]:
-    """The request body, or a :class:`RequestError` for its first problem."""
+def json_body(raw: bytes) -> dict[str, Any]:
+    """The request body as a JSON object, or OpenAI's 400 for one that is not."""
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -65,6 +65,12 @@ def checked_request(raw: bytes) -> dict[str, Any]:
         ) from None
     if not isinstance(body, dict):
         raise RequestError(400, "The request body must be a JSON object.")
+    return body
+
+
+def checked_request(raw: bytes) -> dict[str, Any]:
+    """The request body, or a :class:`RequestError` for its first problem."""
+    body = json_body(raw)
     for key in ("model", "messages"):
         if key not in body:
             _missing(key)

@@ -61,7 +61,7 @@ _SCHEMA: Final = {
                 "regex": {"type": "string"},
                 "tools": {"type": "array", "items": {"type": "string"}},
                 "tool_result": {"type": "boolean"},
-                "api": {"enum": ["openai", "anthropic"]},
+                "api": {"enum": ["openai", "anthropic", "responses"]},
             },
         },
         "reply": {

@@ -23,8 +23,10 @@ import orjson
 from ..sse import Event
 from .anthropic_model import BODY, CONTENT_FIELD, AnthropicMessagesModel
 from .openai_model import OpenAIChatModel
+from .responses_model import BODY as RESPONSES_BODY
+from .responses_model import CONTENT_DELTAS, ResponsesModel
 
-__all__ = ["BareAnthropicModel", "BareOpenAIModel"]
+__all__ = ["BareAnthropicModel", "BareOpenAIModel", "BareResponsesModel"]
 
 _loads = orjson.loads
 
@@ -103,6 +105,43 @@ class BareAnthropicModel(AnthropicMessagesModel):
                             if self.visible_t is None:
                                 self._first_content(event, dtype != "thinking_delta")
                         continue
+                except (KeyError, TypeError, ValueError, AttributeError):
+                    pass  # (orjson's JSONDecodeError is a ValueError)
+            self._take(event)
+
+
+class BareResponsesModel(ResponsesModel):
+    """A content delta (``CONTENT_DELTAS``) inside the response (phase ``BODY``) with a
+    non-empty string ``delta``; nothing else of it is kept bare."""
+
+    __slots__ = ()
+
+    def __init__(
+        self, request: Mapping[str, Any] | None = None, *, content_t: list[int] | None = None
+    ) -> None:
+        super().__init__(request, rules=False, content_t=content_t)
+
+    def feed(self, events: list[Event]) -> None:
+        for event in events:
+            self.events += 1
+            self.last_t = event.t
+            if self.phase == RESPONSES_BODY:
+                try:  # not JSON, or not a content delta: the full model
+                    obj = event.parsed
+                    if obj is None:
+                        obj = event.parsed = _loads(event.data)
+                    visible = CONTENT_DELTAS.get(obj["type"])
+                    if visible is not None:
+                        piece = obj["delta"]
+                        if piece and piece.__class__ is str:
+                            self.content_t.append(event.t)
+                            if self.first_index < 0:
+                                self.first_index = self.events - 1
+                            if not visible:
+                                self.reasoning_deltas += 1
+                            elif self.visible_t is None:
+                                self.visible_t = event.t
+                            continue
                 except (KeyError, TypeError, ValueError, AttributeError):
                     pass  # (orjson's JSONDecodeError is a ValueError)
             self._take(event)

@@ -46,6 +46,9 @@ CHECK_MODULES: Final = (
     "anthropic_framing",
     "anthropic_blocks",
     "anthropic_stop",
+    "responses_framing",
+    "responses_items",
+    "responses_final",
 )
 
 Hook = Callable[..., Any]

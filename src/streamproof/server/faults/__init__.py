@@ -13,11 +13,12 @@ from .anthropic_messages import ANTHROPIC_FAULTS
 from .base import Fault, FaultSet
 from .hostile import HOSTILE_FAULTS
 from .openai_chat import OPENAI_FAULTS
+from .responses import RESPONSES_FAULTS
 from .wire import HUGE_EVENT_BYTES, PARAMETRIC, WIRE_FAULTS
 
 __all__ = ["FAULTS", "HUGE_EVENT_BYTES", "Fault", "FaultSet", "fault_table", "find_fault"]
 
-_ALL: Final = (*WIRE_FAULTS, *HOSTILE_FAULTS, *OPENAI_FAULTS, *ANTHROPIC_FAULTS)
+_ALL: Final = (*WIRE_FAULTS, *HOSTILE_FAULTS, *OPENAI_FAULTS, *ANTHROPIC_FAULTS, *RESPONSES_FAULTS)
 FAULTS: Final[dict[str, Fault]] = {f.name: f for f in _ALL}
 if len(FAULTS) != len(_ALL):
     raise ValueError("two faults share a name")

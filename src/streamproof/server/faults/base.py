@@ -43,7 +43,7 @@ class Fault:
     before any rule is judged (a usage error); these are words of its one line."""
 
     name: str
-    api: Literal["openai", "anthropic", "any"]
+    api: Literal["openai", "anthropic", "responses", "any"]
     rules: tuple[str, ...]
     scenario: str
     description: str
