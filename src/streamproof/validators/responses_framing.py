@@ -59,7 +59,7 @@ def data_json(s: M, at: Event, value: Any) -> None:
 
 
 @check("responses.event-name", on="event_name", when=_had_events)
-def event_name(s: M, at: Event, kind_: str) -> bool:
+def event_name(s: M, at: Event, kind_: str) -> None:
     if at.name is None:
         s.flag(
             "responses.event-name",
@@ -68,7 +68,6 @@ def event_name(s: M, at: Event, kind_: str) -> bool:
             f"the {kind_} event has no event: line (OpenAI names every event; the Python SDK "
             "reads the JSON type, clients that route by event name do not see it)",
         )
-    return True
 
 
 @check("responses.event-name-match", on="event_name", when=_had_events)

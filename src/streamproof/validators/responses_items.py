@@ -293,7 +293,7 @@ def delta_string(s: M, at: Event, value: Any) -> None:
     )
 
 
-@check("responses.logprobs-key", when=lambda s: _has(("message",))(s))
+@check("responses.logprobs-key", when=_has(("message",)))
 class LogprobsKey:
     """output_text.delta and .done carry a logprobs array (told once per part)."""
 

@@ -231,7 +231,7 @@ class ResponsesModel(StreamModel):
 
     __slots__ = (
         "_handlers", "clean_error", "created", "early", "final", "in_progress", "item_list",
-        "items", "last_seq", "next_seq", "phase", "reasoning_deltas", "response", "saw_done",
+        "items", "last_seq", "next_seq", "phase", "reasoning_deltas", "response",
         "status", "terminal",
     )  # fmt: skip  # fmt: skip
     api = _API
@@ -258,7 +258,6 @@ class ResponsesModel(StreamModel):
         self.early = False  # the first event was not response.created
         self.in_progress = False  # a response.in_progress came
         self.clean_error = False  # a well-formed error event came
-        self.saw_done = False  # a data: [DONE]
         self.response: dict[str, Any] = {}  # of response.created
         self.status: str | None = None  # the last lifecycle status
         self.terminal: str | None = None  # the terminal event's type
@@ -361,7 +360,6 @@ class ResponsesModel(StreamModel):
 
     def _irregular(self, event: Event, exc: Exception) -> None:
         if event.data.strip() == "[DONE]":
-            self.saw_done = True
             self.emit("done", event)
             return
         value: Any = exc if isinstance(exc, _JSONError) else event.parsed
