@@ -188,3 +188,19 @@ def test_a_cut_stream_misses_its_terminal_event() -> None:
 
     found = _variant(edit)
     assert ("responses.terminal", "MUST") in found
+
+
+@pytest.mark.parametrize(("limit", "flagged"), [(10_000, False), (5, True)])
+def test_a_completed_answer_is_owed_a_cut_only_past_its_limit(limit: int, flagged: bool) -> None:
+    """The max-output-tokens scenario expects response.incomplete; an answer that fit in the
+    budget (a mock's short canned reply) had nothing to cut."""
+    body = (
+        GOLDEN / "responses" / "openai_gpt4omini_text_logprobs_rounded_in_done.sse"
+    ).read_bytes()
+    model = model_for(
+        "responses", {**REQUEST, "max_output_tokens": limit}, frozenset({"responses.incomplete"})
+    )
+    model.feed(decode_body(body)[0])
+    model.finish()
+    assert ("responses.incomplete" in {f.rule for f in model.findings}) is flagged
+    assert "responses.incomplete" in model.checked

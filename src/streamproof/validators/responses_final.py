@@ -170,8 +170,9 @@ class Incomplete:
     def end(s: M, at: None, _: None) -> None:
         if "responses.incomplete" not in s.expect or s.terminal in (None, "response.incomplete"):
             return
-        if s.terminal == "response.failed":
-            return
+        limit = _limit(s)
+        if s.terminal == "response.failed" or (limit is not None and s.output_tokens[0] < limit):
+            return  # failed, or the answer fit in the budget: there was nothing to cut
         s.flag(
             "responses.incomplete",
             "missing",
