@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from streamproof.capture import Capture, EventKeeper, load_transcript
-from streamproof.engine import check_capture, model_for
+from streamproof.engine import check_capture, check_file, model_for
 from streamproof.sse import SSEDecoder, decode_body
 from streamproof.validators.responses_model import ResponsesModel
 
@@ -167,6 +167,24 @@ def _lines() -> list[bytes]:
         GOLDEN / "responses" / "openai_gpt4omini_text_logprobs_rounded_in_done.sse"
     ).read_bytes()
     return body.split(b"\n")
+
+
+def test_data_before_event_lines_is_told_once(tmp_path: Path) -> None:
+    """Amazon Bedrock writes every event's data: line before its event: line: legal SSE."""
+    golden = GOLDEN / "responses" / "openai_gpt4omini_text_logprobs_rounded_in_done.sse"
+    swapped = tmp_path / "bedrock_order.sse"
+    events = golden.read_bytes().split(b"\n\n")
+    swapped.write_bytes(
+        b"\n\n".join(b"\n".join(reversed(e.split(b"\n"))) for e in events if e) + b"\n\n"
+    )
+
+    def found(path: Path) -> set[tuple[str, str, int | None]]:
+        findings, _, crashes = check_file("responses", path)
+        assert crashes == []
+        return {(f.rule, f.level, f.event) for f in findings}
+
+    assert found(swapped) - found(golden) == {("responses.field-order", "INFO", 0)}
+    assert found(golden) <= found(swapped)
 
 
 def test_done_after_the_terminal_event_warns() -> None:

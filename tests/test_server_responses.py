@@ -26,7 +26,7 @@ from streamproof.server import (
     Script,
     Timing,
 )
-from streamproof.server.endpoint import Context, Request
+from streamproof.server.endpoint import Context, Request, Store
 from streamproof.server.faults.base import Fault, FaultSet
 from streamproof.server.openai_responses import (
     API,
@@ -341,6 +341,85 @@ def test_non_stream_answer(server: ReferenceServer, client: httpx.Client) -> Non
     assert response.output_text == GREETING and response.status == "completed"
     cut = _sdk(server).responses.create(model=DEFAULT_MODEL, input=LONG, max_output_tokens=16)
     assert cut.status == "incomplete" and cut.usage.output_tokens == 16
+
+
+# -- background mode and fetching a stored response again ---------------------------------
+
+
+def test_background_stream_starts_queued_and_is_replayed_after_n(
+    server: ReferenceServer, client: httpx.Client
+) -> None:
+    evs = events(post(client, server.base_url, stream=True, background=True))
+    assert shape([e["type"] for e in evs]) == [
+        "response.created", "response.queued", "response.in_progress", *TEXT_ITEM,
+        "response.completed",
+    ]  # fmt: skip
+    statuses = [e["response"]["status"] for e in evs[:3]]
+    assert statuses == ["queued", "queued", "in_progress"]
+    assert evs[0]["response"]["background"] is True
+    rid = evs[0]["response"]["id"]
+    url = f"{server.base_url}/responses/{rid}"
+    for after in (0, 4, len(evs) - 2):
+        replay = events(client.get(url, params={"stream": "true", "starting_after": after},
+                                   headers=AUTH))  # fmt: skip
+        assert replay == evs[after + 1 :]
+    assert events(client.get(url, params={"stream": "true"}, headers=AUTH)) == evs
+    stored = client.get(url, headers=AUTH)
+    assert stored.status_code == 200 and stored.json() == evs[-1]["response"]
+
+
+def test_background_without_stream_answers_queued(
+    server: ReferenceServer, client: httpx.Client
+) -> None:
+    r = post(client, server.base_url, background=True)
+    assert r.status_code == 200 and r.json()["status"] == "queued" and r.json()["output"] == []
+    stored = client.get(f"{server.base_url}/responses/{r.json()['id']}", headers=AUTH).json()
+    assert stored["status"] == "completed" and stored["output"][0]["type"] == "message"
+
+
+@pytest.mark.parametrize(
+    ("body", "query", "status", "param"),
+    [
+        ({"stream": True, "store": False}, {}, 404, None),  # not stored: nothing to fetch
+        ({"stream": True}, {"stream": "true"}, 400, "stream"),  # not a background response
+        ({"stream": True, "background": True}, {"stream": "true", "starting_after": "x"}, 400,
+         "starting_after"),
+    ],
+)  # fmt: skip
+def test_fetching_again_refused(
+    server: ReferenceServer, client: httpx.Client, body, query, status, param
+) -> None:
+    first = events(post(client, server.base_url, **body))
+    rid = first[0]["response"]["id"]
+    r = client.get(f"{server.base_url}/responses/{rid}", params=query, headers=AUTH)
+    assert r.status_code == status, r.text
+    assert _error(r)["param"] == param
+    r = client.get(f"{server.base_url}/responses/resp_{'0' * 48}", headers=AUTH)
+    assert r.status_code == 404 and "not found" in _error(r)["message"]
+    assert client.get(f"{server.base_url}/responses/{rid}").status_code == 401
+    r = post(client, server.base_url, stream=True, background=True, store=False)
+    assert r.status_code == 400 and _error(r)["param"] == "background"
+
+
+def test_the_store_keeps_the_most_recent() -> None:
+    store = Store(size=2)
+    for key in ("a", "b", "c"):
+        store.put(key, key.upper())
+    assert (store.get("a"), store.get("b"), store.get("c")) == (None, "B", "C")
+
+
+def test_sdk_resumes_a_background_stream(server: ReferenceServer) -> None:
+    sdk = _sdk(server)
+    seen = list(sdk.responses.create(model=DEFAULT_MODEL, input=LONG, stream=True,
+                                     background=True))  # fmt: skip
+    rid = seen[0].response.id
+    again = list(sdk.responses.retrieve(rid, stream=True, starting_after=5))
+    assert [e.sequence_number for e in again] == list(range(6, len(seen)))
+    assert [e.model_dump() for e in again] == [e.model_dump() for e in seen[6:]]
+    with sdk.responses.stream(response_id=rid, starting_after=5) as s:
+        assert [e.sequence_number for e in s] == list(range(6, len(seen)))
+        final = s.get_final_response()
+    assert final.output_text == STORY and final.status == "completed"
 
 
 # -- the official SDK ----------------------------------------------------------------------

@@ -119,6 +119,11 @@ CASES = {
     ),
     "space-only value": (b"data: \n\n", [(None, "", None, None)], []),
     "colon in value kept": (b"data: a: b\n\n", [(None, "a: b", None, None)], []),
+    "data before the event name (Bedrock)": (
+        b"event: a\ndata: 1\n\ndata: 2\nevent: b\n\n",
+        [("a", "1", None, None), ("b", "2", None, None)],
+        ["sse.field-order"],
+    ),
 }
 
 
@@ -228,3 +233,11 @@ def test_the_last_comment_of_a_block_rides_on_its_event() -> None:
     events, decoder = decode_body(b": t=1\ndata: a\n\ndata: b\n\n: x\n: t=2\ndata: c\n\n")
     assert [(e.data, e.comment) for e in events] == [("a", b" t=1"), ("b", None), ("c", b" t=2")]
     assert decoder.comments == 3
+
+
+def test_data_before_the_event_name_is_counted_with_its_first_event() -> None:
+    body = b"event: a\ndata: 1\n\n" + b"data: 2\nevent: b\n\n" * 3 + b"data: 3\n\n"
+    _, decoder = decode_body(body)
+    (finding,) = decoder.findings
+    assert (finding.rule, finding.event, decoder.late_names) == ("sse.field-order", 1, 3)
+    assert finding.message.startswith("3 event(s) with the data: line before the event: line")

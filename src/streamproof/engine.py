@@ -17,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final, Literal
+from urllib.parse import quote
 
 import httpx
 import orjson
@@ -37,6 +38,8 @@ from .scenarios import Scenario
 from .sse import DEFAULT_MAX_EVENT_BYTES, Event, SSEDecoder
 from .validators.answers import Answer, judge, served_texts
 from .validators.model import StreamModel
+from .validators.responses_model import ResponsesModel
+from .validators.responses_resume import Transcript, compare
 
 __all__ = [
     "Outcome",
@@ -212,9 +215,11 @@ def check_capture(
     expect: frozenset[str] = frozenset(),
     model: StreamModel | None = None,
     sdk: bool = False,
+    resumed: Callable[[], list[Finding]] | None = None,
 ) -> tuple[list[Finding], set[str], StreamModel, list[str]]:
     """Validate a streamed answer: the stream model with its checks, then the answer checks
-    (HTTP, wire, transport; the SDK replay when ``sdk`` and the body was kept whole).
+    (HTTP, wire, transport; the SDK replay when ``sdk`` and the body was kept whole; for a
+    replayed Responses stream, ``resumed``: its comparison with the stream it replays).
 
     ``model``: one already fed every event as it arrived (``exchange(on_events=...)``);
     without it a new one is fed the events the capture kept (offline checks). A non-2xx
@@ -236,6 +241,7 @@ def check_capture(
         stalls=cap.stalls,
         wire=cap.findings,
         model=model,
+        resumed=resumed,
     )
     if cap.status is not None and not 200 <= cap.status < 300:
         judge(answer)
@@ -332,32 +338,110 @@ class Runner:
                 )
 
     def run(self, scenario: Scenario, deadline: int | None = None) -> ScenarioResult:
+        if scenario.resume:
+            return self._resume(scenario, deadline)
         target = self.target
         body = target.body(scenario.build(target.model))
         headers = target.headers(scenario.api, scenario.auth)
         streaming = scenario.kind == "stream"
         live = model_for(scenario.api, body, scenario.expect) if streaming else None
         keeper = EventKeeper()
-        cap = exchange(
-            self._client,
+        cap = self._send(
             "POST",
             target.url(scenario.api),
-            headers=headers,
-            body=body,
-            timeouts=target.timeouts,
+            headers,
+            body,
+            deadline,
             decode_sse=streaming,
-            max_event_bytes=target.max_event_bytes,
             keeper=keeper,
             on_events=_pinning(live, keeper) if live is not None else None,
-            deadline=deadline,
         )
         try:
             return self._judge(scenario, cap, body, live)
         finally:
             cap.slim()
 
+    def _send(
+        self,
+        method: str,
+        url: str,
+        headers: dict[str, str],
+        body: Any,
+        deadline: int | None,
+        *,
+        decode_sse: bool = True,
+        keeper: EventKeeper | None = None,
+        on_events: Callable[[list[Event]], None] | None = None,
+    ) -> Capture:
+        """One exchange within the target's bounds (``capture.exchange``)."""
+        return exchange(
+            self._client,
+            method,
+            url,
+            headers=headers,
+            body=body,
+            timeouts=self.target.timeouts,
+            decode_sse=decode_sse,
+            max_event_bytes=self.target.max_event_bytes,
+            keeper=keeper,
+            on_events=on_events,
+            deadline=deadline,
+        )
+
+    def _resume(self, scenario: Scenario, deadline: int | None) -> ScenarioResult:
+        """A resume scenario: read the (background) stream for its id and the sequence
+        number of its response.created, fetch it again after that number and judge the
+        replay, as a replay, and against the stream it replays."""
+        target = self.target
+        body = target.body(scenario.build(target.model))
+        headers = target.headers(scenario.api, scenario.auth)
+        original = Transcript()
+        first = self._send(
+            "POST", target.url(scenario.api), headers, body, deadline, on_events=original.take
+        )
+        first.slim()
+        why = _not_resumable(scenario, first, original)
+        if why:
+            return ScenarioResult(scenario, first, skipped=why)
+        assert original.response_id is not None and original.created_seq is not None
+        after = original.created_seq
+        url = (
+            f"{target.url(scenario.api)}/{quote(original.response_id, safe='')}"
+            f"?stream=true&starting_after={after}"
+        )
+        live = model_for(scenario.api, body, scenario.expect)
+        assert isinstance(live, ResponsesModel)  # resume is a Responses scenario
+        live.replaying_after(after)
+        replay = Transcript()
+        keeper = EventKeeper()
+        pinning = _pinning(live, keeper)
+
+        def feed(events: list[Event]) -> None:
+            pinning(events)
+            replay.take(events)
+
+        cap = self._send("GET", url, headers, None, deadline, keeper=keeper, on_events=feed)
+        try:
+            if cap.status is not None and not 200 <= cap.status < 300:
+                return ScenarioResult(
+                    scenario,
+                    cap,
+                    skipped=f"the endpoint does not replay background streams: GET "
+                    f"/responses/{{id}}?stream=true was answered {cap.status} ({_error_text(cap)})",
+                )
+            return self._judge(
+                scenario, cap, body, live, resumed=lambda: compare(original, after, replay)
+            )
+        finally:
+            cap.slim()
+
     def _judge(
-        self, scenario: Scenario, cap: Capture, body: Any, live: StreamModel | None
+        self,
+        scenario: Scenario,
+        cap: Capture,
+        body: Any,
+        live: StreamModel | None,
+        resumed: Callable[[], list[Finding]] | None = None,
     ) -> ScenarioResult:
         result = ScenarioResult(scenario, cap)
         transport = [f for f in cap.findings if f.rule.startswith("transport.")]
@@ -394,7 +478,7 @@ class Runner:
             )
             return result
         found, checked, model, crashes = check_capture(
-            scenario.api, cap, body, scenario.expect, model=live, sdk=scenario.sdk
+            scenario.api, cap, body, scenario.expect, model=live, sdk=scenario.sdk, resumed=resumed
         )
         result.crashes = crashes
         result.message = model.message()
@@ -414,6 +498,25 @@ def _pinning(live: StreamModel, keeper: EventKeeper) -> Callable[[list[Event]], 
                 keeper.pin(finding.event)
 
     return feed
+
+
+def _not_resumable(scenario: Scenario, cap: Capture, original: Transcript) -> str:
+    """Why a resume scenario's first stream gives nothing to fetch again ("" when it does)."""
+    if cap.status is None:
+        return f"the background stream to fetch again failed: {cap.error}"
+    if cap.status in _UNSUPPORTED:
+        return (
+            f"the endpoint refused the request with {cap.status}: it does not support "
+            f"{scenario.needs} ({_error_text(cap)})"
+        )
+    if not 200 <= cap.status < 300:
+        return f"the background stream to fetch again was answered {cap.status}"
+    if original.response_id is None or original.created_seq is None:
+        return (
+            "the background stream has no response.created with an id and a "
+            "sequence_number to fetch it again after"
+        )
+    return ""
 
 
 def _error_text(cap: Capture) -> str:

@@ -9,7 +9,7 @@ cannot serve is skipped with the reason, never passed.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from .rules import catalogue
@@ -63,7 +63,9 @@ class Scenario:
     acceptable statuses of an error scenario. ``accepted``: for an error scenario whose
     request a real endpoint may legitimately serve (no key: the endpoint checks none; an
     unknown model: it serves any name), the rule a 2xx answer reports instead of failing
-    the error rules, which are then skipped with the reason.
+    the error rules, which are then skipped with the reason. ``resume`` (Responses only):
+    the request's stream is read to get its id, and what is judged is that stream fetched
+    again after its ``response.created`` (``GET /responses/{id}?stream=true&starting_after=N``).
     """
 
     name: str
@@ -77,7 +79,7 @@ class Scenario:
     needs: str = ""  # what the endpoint must support, for the skip reason
     accepted: str = ""
     sdk: bool = True  # replay the captured body through the official SDK
-    extra: dict[str, Any] = field(default_factory=dict)
+    resume: bool = False  # judge the stream fetched again after its response.created
 
     @property
     def id(self) -> str:
@@ -342,6 +344,9 @@ def _responses() -> list[Scenario]:
     def body(m: str, prompt: str, **extra: Any) -> dict[str, Any]:
         return {"model": m, "input": prompt, "stream": True, **extra}
 
+    def background(m: str) -> dict[str, Any]:
+        return body(m, PROMPT_SHORT, background=True, store=True)
+
     return [
         Scenario("plain", "responses", "stream", "plain text", lambda m: body(m, PROMPT_LONG)),
         Scenario(
@@ -386,6 +391,24 @@ def _responses() -> list[Scenario]:
             "reasoning with a summary",
             lambda m: body(m, PROMPT_SHORT, reasoning={"effort": "low", "summary": "auto"}),
             needs="reasoning",
+        ),
+        Scenario(
+            "background",
+            "responses",
+            "stream",
+            "background mode (queued first)",
+            background,
+            needs="background mode",
+        ),
+        Scenario(
+            "resume",
+            "responses",
+            "stream",
+            "a background stream fetched again after response.created",
+            background,
+            needs="background mode",
+            sdk=False,
+            resume=True,
         ),
         Scenario(
             "non-stream",

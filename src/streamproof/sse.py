@@ -4,7 +4,8 @@ Written by hand because no maintained library does what the suite needs: httpx-s
 SDK decoders work on text (they lose raw bytes, BOM and bad-UTF-8 evidence), dispatch events
 the WHATWG algorithm drops, keep no per-event arrival stamp and have no size bound. This one
 follows "Interpreting an event stream" (WHATWG HTML) exactly, stamps every event with the
-monotonic time of the read that completed it, and reports the ``sse.*`` wire findings.
+monotonic time of the read that completed it, and reports the ``sse.*`` wire findings
+(``sse.field-order`` is no rule of its own: an API's rule adopts it, see ``answers.py``).
 
 It is the hot path of offline checks and of validation under load, so per-event work is
 kept small: LF-only input is split with one ``bytes.split``; the CR path is taken only when a
@@ -106,6 +107,9 @@ class SSEDecoder:
         self.max_event_bytes = max_event_bytes
         self.findings: list[Finding] = []
         self.comments = 0
+        # events whose data: came before their event: line (legal; told, not judged, here)
+        self.late_names = 0
+        self._late_first: int | None = None
         self.stopped = False
         self.last_event_id: str | None = None
         self.bytes_seen = 0
@@ -210,6 +214,15 @@ class SSEDecoder:
             self.findings.append(
                 Finding("sse.comments", f"{self.comments} comment line(s) (keep-alives)")
             )
+        if self.late_names:
+            self.findings.append(
+                Finding(
+                    "sse.field-order",
+                    f"{self.late_names} event(s) with the data: line before the event: line "
+                    "(legal SSE: a conforming decoder reads the fields in any order)",
+                    self._late_first,
+                )
+            )
         self._buf = b""
         self._more = []
         self._data = []
@@ -275,6 +288,8 @@ class SSEDecoder:
             if self._data_size > self.max_event_bytes:
                 self._too_big(f"an event's data passed {self.max_event_bytes} bytes", value)
         elif name == b"event":
+            if self._data:
+                self._late_name()
             self._name = value
         elif name == b"id":
             self._meta = True
@@ -284,6 +299,11 @@ class SSEDecoder:
             self._meta = True
             if value.isdigit() and value.isascii():
                 self._retry = int(value)
+
+    def _late_name(self) -> None:
+        if not self.late_names:
+            self._late_first = self._count
+        self.late_names += 1
 
     def _dispatch(self, out: list[Event], t: int) -> None:
         parts = self._data

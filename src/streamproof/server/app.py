@@ -22,7 +22,7 @@ from urllib.parse import unquote
 import orjson
 
 from . import anthropic_messages, openai_chat, openai_responses
-from .endpoint import Api, Context, Handler, Reply, Request
+from .endpoint import Api, Context, Handler, Reply, Request, Store
 from .faults import FAULTS, Fault, FaultSet, find_fault
 from .faults.wire import PARAMETRIC
 from .script import Script, Scripted
@@ -113,6 +113,7 @@ class App:
         self.timing = timing
         self.script = script
         self.errors: list[BaseException] = []
+        self.store = Store()
         self._routes: dict[str, tuple[Api, Mapping[str, Handler]]] = {
             path: (api, methods) for api in apis for path, methods in api.routes.items()
         }
@@ -123,7 +124,7 @@ class App:
             sel = select(req.target, req.headers, self.timing)
         except SelectionError as exc:
             return self.refuse(req, 400, str(exc), "invalid_selection", path=exc.path)
-        route = self._routes.get(sel.path)
+        route = self._routes.get(sel.path) or self._routes.get(_templated(sel.path))
         if route is None:
             return self.refuse(req, 404, f"Unknown request URL: {req.method} {sel.path}.",
                                "unknown_url", path=sel.path)  # fmt: skip
@@ -142,7 +143,7 @@ class App:
         # a fault of the other API is left out: one base URL serves a run of both APIs, and
         # the other API's requests run clean
         faults = FaultSet(tuple(f for f in chosen if f.api in ("any", api.name)))
-        ctx = Context(self.api_key, timing, faults, scripted)
+        ctx = Context(self.api_key, timing, faults, scripted, store=self.store)
         req = faults.request(replace(req, path=sel.path), ctx)
         try:
             reply = handler(req, ctx)
@@ -179,6 +180,12 @@ class App:
         ctx = Context(self.api_key, self.timing, FaultSet())
         return _plan(api.error(status, message, code, ctx), FaultSet(), self.timing,
                      req.keep_alive, stamps=False)  # fmt: skip
+
+
+def _templated(path: str) -> str:
+    """The route of a path that names a stored object: ``/v1/responses/resp_1`` is served by
+    ``/v1/responses/{id}``."""
+    return path.rsplit("/", 1)[0] + "/{id}"
 
 
 def _plan(reply: Reply, faults: FaultSet, timing: Timing, keep_alive: bool, stamps: bool) -> Plan:

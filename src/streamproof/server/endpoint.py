@@ -9,6 +9,8 @@ touches the network and never thinks about time: the app turns the reply into ti
 from __future__ import annotations
 
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -31,6 +33,7 @@ __all__ = [
     "Reply",
     "Request",
     "RequestError",
+    "Store",
     "StreamInfo",
     "Turn",
     "content_ticks",
@@ -78,16 +81,39 @@ class Reply:
         self.headers = [(k, v) for k, v in self.headers if k != name] + [(name, value)]
 
 
+class Store:
+    """What a server keeps between requests, by id (the Responses API's stored responses):
+    the ``size`` most recent only, so that a long load run holds bounded memory."""
+
+    def __init__(self, size: int = 256) -> None:
+        self.size = size
+        self._kept: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def put(self, key: str, value: Any) -> None:
+        with self._lock:
+            self._kept[key] = value
+            self._kept.move_to_end(key)
+            while len(self._kept) > self.size:
+                self._kept.popitem(last=False)
+
+    def get(self, key: str) -> Any:
+        with self._lock:
+            return self._kept.get(key)
+
+
 @dataclass(frozen=True, slots=True)
 class Context:
     """Per-request settings: the server's key (None: no auth), the stream timing, the faults
-    selected for this request, the scripted reply (None: generate one) and its request id."""
+    selected for this request, the scripted reply (None: generate one), its request id and
+    the server's :class:`Store` (None: nothing is kept)."""
 
     api_key: str | None
     timing: Timing
     faults: FaultSet
     scripted: Scripted | None = None
     request_id: str = field(default_factory=lambda: new_id("req_"))
+    store: Store | None = None
 
 
 @dataclass(frozen=True, slots=True)

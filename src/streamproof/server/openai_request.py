@@ -21,7 +21,17 @@ import orjson
 from .endpoint import MODELS, RequestError
 from .text import message_text
 
-__all__ = ["checked_request", "mentions_json"]
+__all__ = [
+    "bad_value",
+    "check_number",
+    "check_stream_options",
+    "checked_request",
+    "invalid",
+    "json_body",
+    "mentions_json",
+    "missing",
+    "wrong_type",
+]
 
 ROLES: Final = ("system", "assistant", "user", "function", "tool", "developer")
 PART_TYPES: Final = ("text", "image_url", "input_audio", "file")
@@ -73,14 +83,14 @@ def checked_request(raw: bytes) -> dict[str, Any]:
     body = json_body(raw)
     for key in ("model", "messages"):
         if key not in body:
-            _missing(key)
+            missing(key)
     if not isinstance(body["model"], str):
-        _wrong_type("model", "a string", body["model"])
+        wrong_type("model", "a string", body["model"])
     _check_messages(body["messages"])
     for name, kind, least, most in NUMBERS:
-        _check_number(body, name, kind, least, most)
+        check_number(body, name, kind, least, most)
     _check_stop(body.get("stop"))
-    _check_stream_options(body)
+    check_stream_options(body)
     names = _check_tools(body)
     _check_tool_choice(body.get("tool_choice"), names)
     _check_response_format(body)
@@ -100,7 +110,7 @@ def mentions_json(messages: list[Mapping[str, Any]]) -> bool:
 # -- raising -----------------------------------------------------------------------------------
 
 
-def _missing(param: str) -> NoReturn:
+def missing(param: str) -> NoReturn:
     raise RequestError(
         400,
         f"Missing required parameter: '{param}'.",
@@ -109,7 +119,7 @@ def _missing(param: str) -> NoReturn:
     )
 
 
-def _wrong_type(param: str, expected: str, got: Any) -> NoReturn:
+def wrong_type(param: str, expected: str, got: Any) -> NoReturn:
     raise RequestError(
         400,
         f"Invalid type for '{param}': expected {expected}, but got "
@@ -119,7 +129,7 @@ def _wrong_type(param: str, expected: str, got: Any) -> NoReturn:
     )
 
 
-def _bad_value(param: str, value: Any, supported: tuple[str, ...]) -> NoReturn:
+def bad_value(param: str, value: Any, supported: tuple[str, ...]) -> NoReturn:
     listed = ", ".join(f"'{s}'" for s in supported[:-1]) + f", and '{supported[-1]}'"
     raise RequestError(
         400,
@@ -129,7 +139,7 @@ def _bad_value(param: str, value: Any, supported: tuple[str, ...]) -> NoReturn:
     )
 
 
-def _invalid(param: str, message: str, code: str | None = "invalid_value") -> NoReturn:
+def invalid(param: str, message: str, code: str | None = "invalid_value") -> NoReturn:
     raise RequestError(400, message, param=param, code=code)
 
 
@@ -138,9 +148,9 @@ def _invalid(param: str, message: str, code: str | None = "invalid_value") -> No
 
 def _check_messages(messages: Any) -> None:
     if not isinstance(messages, list):
-        _wrong_type("messages", "an array", messages)
+        wrong_type("messages", "an array", messages)
     if not messages:
-        _invalid(
+        invalid(
             "messages",
             "Invalid 'messages': empty array. Expected an array with minimum "
             "length 1, but got an empty array instead.",
@@ -151,23 +161,23 @@ def _check_messages(messages: Any) -> None:
     for i, message in enumerate(messages):
         at = f"messages[{i}]"
         if not isinstance(message, dict):
-            _wrong_type(at, "an object", message)
+            wrong_type(at, "an object", message)
         role = message.get("role")
         if role is None:
-            _missing(f"{at}.role")
+            missing(f"{at}.role")
         if role not in ROLES:
-            _bad_value(f"{at}.role", role, ROLES)
+            bad_value(f"{at}.role", role, ROLES)
         if pending and role != "tool":
             _check_answered(pending, answered, i)
             pending = []
         _check_content(message, role, at)
         if role == "tool":
             if "tool_call_id" not in message:
-                _missing(f"{at}.tool_call_id")
+                missing(f"{at}.tool_call_id")
             if not isinstance(message["tool_call_id"], str):
-                _wrong_type(f"{at}.tool_call_id", "a string", message["tool_call_id"])
+                wrong_type(f"{at}.tool_call_id", "a string", message["tool_call_id"])
             if not pending:
-                _invalid(
+                invalid(
                     f"messages.[{i}].role",
                     "Invalid parameter: messages with role 'tool' "
                     "must be a response to a preceeding message with 'tool_calls'.",
@@ -184,7 +194,7 @@ def _check_answered(pending: list[str], answered: set[str], i: int) -> None:
     """Every tool call of the last assistant message has its tool message by message ``i``."""
     unanswered = [c for c in pending if c not in answered]
     if unanswered:
-        _invalid(
+        invalid(
             f"messages.[{i}].role",
             "An assistant message with 'tool_calls' must be followed by tool messages "
             "responding to each 'tool_call_id'. The following tool_call_ids did not have "
@@ -197,17 +207,17 @@ def _tool_call_ids(calls: Any, at: str) -> list[str]:
     if calls is None:
         return []
     if not isinstance(calls, list):
-        _wrong_type(f"{at}.tool_calls", "an array", calls)
+        wrong_type(f"{at}.tool_calls", "an array", calls)
     ids = []
     for j, call in enumerate(calls):
         where = f"{at}.tool_calls[{j}]"
         if not isinstance(call, dict):
-            _wrong_type(where, "an object", call)
+            wrong_type(where, "an object", call)
         for key in ("id", "function"):
             if key not in call:
-                _missing(f"{where}.{key}")
+                missing(f"{where}.{key}")
         if not isinstance(call["id"], str):
-            _wrong_type(f"{where}.id", "a string", call["id"])
+            wrong_type(f"{where}.id", "a string", call["id"])
         ids.append(call["id"])
     return ids
 
@@ -218,40 +228,40 @@ def _check_content(message: Mapping[str, Any], role: str, at: str) -> None:
         # an assistant turn may carry only tool calls (or a refusal)
         if role == "assistant" and (message.get("tool_calls") or message.get("refusal")):
             return
-        _missing(f"{at}.content")
+        missing(f"{at}.content")
     if isinstance(content, str):
         return
     if not isinstance(content, list):
-        _wrong_type(f"{at}.content", "one of a string or array of objects", content)
+        wrong_type(f"{at}.content", "one of a string or array of objects", content)
     supported = PART_TYPES if role == "user" else ("text",) + (("refusal",) * (role == "assistant"))
     for j, part in enumerate(content):
         where = f"{at}.content[{j}]"
         if not isinstance(part, dict):
-            _wrong_type(where, "an object", part)
+            wrong_type(where, "an object", part)
         kind = part.get("type")
         if kind is None:
-            _missing(f"{where}.type")
+            missing(f"{where}.type")
         if kind not in supported:
             if len(supported) == 1:
-                _invalid(f"{where}.type", f"Invalid value: '{kind}'. Value must be 'text'.")
-            _bad_value(f"{where}.type", kind, supported)
+                invalid(f"{where}.type", f"Invalid value: '{kind}'. Value must be 'text'.")
+            bad_value(f"{where}.type", kind, supported)
         field = {"text": "text", "refusal": "refusal"}.get(kind)
         if field is not None:
             if field not in part:
-                _missing(f"{where}.{field}")
+                missing(f"{where}.{field}")
             if not isinstance(part[field], str):
-                _wrong_type(f"{where}.{field}", "a string", part[field])
+                wrong_type(f"{where}.{field}", "a string", part[field])
         elif kind == "image_url":
             image = part.get("image_url")
             if image is None:
-                _missing(f"{where}.image_url")
+                missing(f"{where}.image_url")
             if not isinstance(image, dict):
-                _wrong_type(f"{where}.image_url", "an object", image)
+                wrong_type(f"{where}.image_url", "an object", image)
             if not isinstance(image.get("url"), str):
-                _missing(f"{where}.image_url.url")
+                missing(f"{where}.image_url.url")
 
 
-def _check_number(
+def check_number(
     body: Mapping[str, Any], name: str, kind: str, least: float, most: float | None
 ) -> None:
     value = body.get(name)
@@ -259,26 +269,26 @@ def _check_number(
         return
     numeric = isinstance(value, int | float) and not isinstance(value, bool)
     if kind == "integer" and not (numeric and float(value).is_integer()):
-        _wrong_type(name, "an integer", value)
+        wrong_type(name, "an integer", value)
     if kind == "decimal" and not numeric:
-        _wrong_type(name, "a decimal", value)
+        wrong_type(name, "a decimal", value)
     shown = int(value) if kind == "integer" else value
     if value < least:
-        _invalid(
+        invalid(
             name,
             f"Invalid '{name}': {kind} below minimum value. Expected a value >= "
             f"{least}, but got {shown} instead.",
             f"{kind}_below_min_value",
         )
     if most is not None and value > most:
-        _invalid(
+        invalid(
             name,
             f"Invalid '{name}': {kind} above maximum value. Expected a value <= "
             f"{most}, but got {shown} instead.",
             f"{kind}_above_max_value",
         )
     if kind == "integer" and name.startswith("max_") and value > MAX_OUTPUT_TOKENS:
-        _invalid(
+        invalid(
             name,
             f"{name} is too large: {shown}. This model supports at most "
             f"{MAX_OUTPUT_TOKENS} completion tokens, whereas you provided {shown}.",
@@ -289,9 +299,9 @@ def _check_stop(stop: Any) -> None:
     if stop is None or isinstance(stop, str):
         return
     if not isinstance(stop, list) or not all(isinstance(s, str) for s in stop):
-        _wrong_type("stop", "one of a string or array of strings", stop)
+        wrong_type("stop", "one of a string or array of strings", stop)
     if len(stop) > MAX_STOPS:
-        _invalid(
+        invalid(
             "stop",
             f"Invalid 'stop': array too long. Expected an array with maximum "
             f"length {MAX_STOPS}, but got an array with length {len(stop)} instead.",
@@ -299,17 +309,17 @@ def _check_stop(stop: Any) -> None:
         )
 
 
-def _check_stream_options(body: Mapping[str, Any]) -> None:
+def check_stream_options(body: Mapping[str, Any]) -> None:
     options = body.get("stream_options")
     if options is None:
         return
     if not body.get("stream"):
-        _invalid(
+        invalid(
             "stream_options",
             "The 'stream_options' parameter is only allowed when 'stream' is enabled.",
         )
     if not isinstance(options, dict):
-        _wrong_type("stream_options", "an object", options)
+        wrong_type("stream_options", "an object", options)
 
 
 def _check_tools(body: Mapping[str, Any]) -> list[str]:
@@ -317,19 +327,19 @@ def _check_tools(body: Mapping[str, Any]) -> list[str]:
     if tools is None:
         return []
     if not isinstance(tools, list):
-        _wrong_type("tools", "an array", tools)
+        wrong_type("tools", "an array", tools)
     names = []
     for j, tool in enumerate(tools):
         where = f"tools[{j}]"
         if not isinstance(tool, dict):
-            _wrong_type(where, "an object", tool)
+            wrong_type(where, "an object", tool)
         if tool.get("type") != "function":
-            _bad_value(f"{where}.type", tool.get("type"), ("function", "custom"))
+            bad_value(f"{where}.type", tool.get("type"), ("function", "custom"))
         function = tool.get("function")
         if not isinstance(function, dict):
-            _missing(f"{where}.function")
+            missing(f"{where}.function")
         if not isinstance(function.get("name"), str):
-            _missing(f"{where}.function.name")
+            missing(f"{where}.function.name")
         names.append(function["name"])
     return names
 
@@ -338,7 +348,7 @@ def _check_tool_choice(choice: Any, names: list[str]) -> None:
     if choice is None:
         return
     if choice != "none" and not names:
-        _invalid(
+        invalid(
             "tool_choice",
             "Invalid value for 'tool_choice': 'tool_choice' is only "
             "allowed when 'tools' are specified.",
@@ -346,15 +356,15 @@ def _check_tool_choice(choice: Any, names: list[str]) -> None:
         )
     if isinstance(choice, str):
         if choice not in ("none", "auto", "required"):
-            _bad_value("tool_choice", choice, ("none", "auto", "required"))
+            bad_value("tool_choice", choice, ("none", "auto", "required"))
         return
     if not isinstance(choice, dict):
-        _wrong_type("tool_choice", "one of a string or object", choice)
+        wrong_type("tool_choice", "one of a string or object", choice)
     function = choice.get("function")
     if choice.get("type") != "function" or not isinstance(function, dict):
-        _missing("tool_choice.function")
+        missing("tool_choice.function")
     if function.get("name") not in names:
-        _invalid(
+        invalid(
             "tool_choice",
             f"Invalid value for 'tool_choice': function "
             f"'{function.get('name')}' is not one of the given 'tools'.",
@@ -366,14 +376,14 @@ def _check_response_format(body: Mapping[str, Any]) -> None:
     if fmt is None:
         return
     if not isinstance(fmt, dict):
-        _wrong_type("response_format", "an object", fmt)
+        wrong_type("response_format", "an object", fmt)
     kind = fmt.get("type")
     if kind is None:
-        _missing("response_format.type")
+        missing("response_format.type")
     if kind not in RESPONSE_FORMATS:
-        _bad_value("response_format.type", kind, RESPONSE_FORMATS)
+        bad_value("response_format.type", kind, RESPONSE_FORMATS)
     if kind == "json_object" and not mentions_json(body["messages"]):
-        _invalid(
+        invalid(
             "messages",
             "'messages' must contain the word 'json' in some form, to use "
             "'response_format' of type 'json_object'.",
@@ -383,18 +393,18 @@ def _check_response_format(body: Mapping[str, Any]) -> None:
         return
     spec = fmt.get("json_schema")
     if spec is None:
-        _missing("response_format.json_schema")
+        missing("response_format.json_schema")
     if not isinstance(spec, dict):
-        _wrong_type("response_format.json_schema", "an object", spec)
+        wrong_type("response_format.json_schema", "an object", spec)
     if not isinstance(spec.get("name"), str):
-        _missing("response_format.json_schema.name")
+        missing("response_format.json_schema.name")
     schema = spec.get("schema", {})
     if not isinstance(schema, dict):
-        _wrong_type("response_format.json_schema.schema", "an object", schema)
+        wrong_type("response_format.json_schema.schema", "an object", schema)
     if spec.get("strict") is True:
         problem = _strict_problem(schema, ())
         if problem is not None:
-            _invalid(
+            invalid(
                 "response_format",
                 f"Invalid schema for response_format '{spec['name']}': {problem}",
                 "invalid_json_schema",

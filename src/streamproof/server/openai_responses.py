@@ -26,6 +26,14 @@ named by an ``event:`` line equal to its JSON ``type``, compact JSON with the ke
     output_item.done(i)
     response.completed | response.incomplete  output: the done items; usage
 
+In background mode (``background: true``) the response starts ``queued``: ``response.created``
+(status queued), ``response.queued``, then ``response.in_progress`` (status in_progress); a
+``stream: false`` request gets the queued response at once. A response made with ``store``
+(the default) is kept (the server's :class:`Store`, the most recent only) for ``GET
+/v1/responses/{id}``: the response, or with ``stream=true`` a background response's events
+again as they were sent (faults included), those after ``starting_after`` — the resume the
+background guide describes.
+
 Chunk-level faults edit that list of event dicts, numbered already (so that a fault can
 break the numbering; :func:`renumbered` mends it for one that should not), and :class:`Raw`
 events or ``bytes`` payloads (written as given, data only) before it is serialised. Only
@@ -56,6 +64,7 @@ import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
 
@@ -76,6 +85,7 @@ from .endpoint import (
 )
 from .instances import instance_for
 from .openai_chat import _authorize, error_reply
+from .openai_request import wrong_type
 from .responses_request import checked_request, input_items
 from .text import answer_text, message_text, named_tool, question, split_pieces, tokens_of
 
@@ -123,6 +133,14 @@ class _Item:
     def used(self) -> int:
         """Output tokens: its words (shown or hidden) or fragments, plus a call's head."""
         return self.hidden + len(self.pieces) + (self.kind == "function_call")
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """A kept response: as it finished, and a background response's events as sent."""
+
+    response: dict[str, Any]
+    events: list[Any] | None
 
 
 @dataclass(slots=True)
@@ -400,7 +418,9 @@ def _stream(
         items.append({"type": f"response.{kind}", "sequence_number": len(items), **fields})
 
     emit("created", response=base)
-    emit("in_progress", response={**base})
+    if base["status"] == "queued":
+        emit("queued", response={**base})
+    emit("in_progress", response={**base, "status": "in_progress"})
     for i, item in enumerate(answer.items):
         at = {"item_id": item.id, "output_index": i}
         text = "".join(item.pieces)
@@ -477,8 +497,12 @@ def responses(req: Request, ctx: Context) -> Reply:
     usage = _usage(body, answer, ctx.scripted)
     base = _response(body)
     final = _finished(base, answer, usage)
+    background = bool(body.get("background"))
+    if background:
+        base["status"] = "queued"
     if not body.get("stream"):
-        return json_reply(200, final, ctx)
+        _keep(ctx, body, final, None)
+        return json_reply(200, base if background else final, ctx)
     flat = {
         "input_tokens": usage["input_tokens"],
         "output_tokens": usage["output_tokens"],
@@ -488,14 +512,65 @@ def responses(req: Request, ctx: Context) -> Reply:
     items = ctx.faults.chunks(
         _stream(base, final, answer, ctx.timing.tokens_per_chunk), StreamInfo(body, flat)
     )
+    _keep(ctx, body, final, items if background else None)
+    return _streamed(items, ctx)
+
+
+def _streamed(items: list[Any], ctx: Context) -> Reply:
     reply = stream_reply([serialise(item) for item in items], ctx)
     reply.ticks = ticks_of(items)
     return reply
 
 
+def _keep(ctx: Context, body: Mapping[str, Any], final: dict[str, Any], events: Any) -> None:
+    if ctx.store is not None and body.get("store") is not False:
+        ctx.store.put(final["id"], _Stored(final, events))
+
+
+def retrieve(req: Request, ctx: Context) -> Reply:
+    """``GET /v1/responses/{id}``: a kept response; with ``stream=true`` a background
+    response's events again, those after ``starting_after`` (all without it)."""
+    try:
+        _authorize(req, ctx)
+        response_id = unquote(req.path.rsplit("/", 1)[1])
+        kept = ctx.store.get(response_id) if ctx.store is not None and response_id else None
+        if kept is None:
+            raise RequestError(404, f"Response with id '{response_id}' not found.")
+        query = parse_qs(urlsplit(req.target).query)
+        after = query.get("starting_after", [None])[-1]
+        if after is not None and not after.isdigit():
+            wrong_type("starting_after", "an integer", after)
+        if query.get("stream", ["false"])[-1].lower() != "true":
+            return json_reply(200, kept.response, ctx)
+        if kept.events is None:
+            raise RequestError(
+                400, "Only responses created with background: true can be streamed.",
+                param="stream",
+            )  # fmt: skip
+    except RequestError as exc:
+        return error_reply(exc.status, exc.message, exc.code, ctx, param=exc.param)
+    return _streamed(_after(kept.events, None if after is None else int(after)), ctx)
+
+
+def _after(items: list[Any], after: int | None) -> list[Any]:
+    """The events after sequence number ``after`` (an event without one goes with the
+    numbered event before it)."""
+    if after is None:
+        return items
+    out = []
+    seen = -1
+    for item in items:
+        seq = item.get("sequence_number") if isinstance(item, dict) else None
+        if type(seq) is int:
+            seen = seq
+        if seen > after:
+            out.append(item)
+    return out
+
+
 API: Final = Api(
     "responses",
-    {"/v1/responses": {"POST": responses}},
+    {"/v1/responses": {"POST": responses}, "/v1/responses/{id}": {"GET": retrieve}},
     error_reply,
     turn,
     prefixes=("/v1/responses",),

@@ -8,10 +8,10 @@ it. What differs from chat: the conversation is ``input`` (a string, or items: m
 parts are ``input_text`` / ``output_text``, ``function_call`` and ``function_call_output``
 items tied by ``call_id``), function tools are flat (``{"type": "function", "name"}``: the
 nested chat shape is refused as ``Missing required parameter: 'tools[0].name'.``, as the API
-refuses it), ``max_output_tokens`` has a floor of 16, and nothing is stored, so a
-``previous_response_id`` is never found. Sources: the API reference
-(platform.openai.com/docs/api-reference/responses/create) and answers of the API quoted in
-public bug reports. The first problem found is the one reported.
+refuses it), ``max_output_tokens`` has a floor of 16, and a ``previous_response_id`` is
+never found (responses are kept only for ``GET /v1/responses/{id}``, not as conversation
+state). Sources: the API reference (platform.openai.com/docs/api-reference/responses/create)
+and answers of the API quoted in public bug reports. The first problem found is the one reported.
 """
 
 from __future__ import annotations
@@ -21,13 +21,13 @@ from typing import Any, Final, NoReturn
 
 from .endpoint import MODELS, RequestError
 from .openai_request import (
-    _bad_value,
-    _check_number,
-    _check_stream_options,
-    _invalid,
-    _missing,
-    _wrong_type,
+    bad_value,
+    check_number,
+    check_stream_options,
+    invalid,
     json_body,
+    missing,
+    wrong_type,
 )
 from .text import message_text
 
@@ -70,21 +70,23 @@ def checked_request(raw: bytes) -> dict[str, Any]:
     body = json_body(raw)
     for key in ("model", "input"):
         if key not in body:
-            _missing(key)
+            missing(key)
     if not isinstance(body["model"], str):
-        _wrong_type("model", "a string", body["model"])
+        wrong_type("model", "a string", body["model"])
     if body.get("instructions") is not None and not isinstance(body["instructions"], str):
-        _wrong_type("instructions", "a string", body["instructions"])
+        wrong_type("instructions", "a string", body["instructions"])
     _check_input(body["input"], body.get("previous_response_id") is not None)
     for name, kind, least, most in NUMBERS:
-        _check_number(body, name, kind, least, most)
+        check_number(body, name, kind, least, most)
     for name in ("stream", "store", "parallel_tool_calls", "background"):
         if body.get(name) is not None and not isinstance(body[name], bool):
-            _wrong_type(name, "a boolean", body[name])
+            wrong_type(name, "a boolean", body[name])
     for name in ("metadata", "stream_options", "reasoning", "text"):
         if body.get(name) is not None and not isinstance(body[name], dict):
-            _wrong_type(name, "an object", body[name])
-    _check_stream_options(body)
+            wrong_type(name, "an object", body[name])
+    check_stream_options(body)
+    if body.get("background") and body.get("store") is False:
+        invalid("background", "Background mode requires 'store' to be true.")
     _check_include(body.get("include"))
     _check_reasoning(body.get("reasoning") or {})
     _check_text(body)
@@ -97,7 +99,7 @@ def checked_request(raw: bytes) -> dict[str, Any]:
             param="model",
             code="model_not_found",
         )
-    if body.get("previous_response_id") is not None:  # nothing is stored: never found
+    if body.get("previous_response_id") is not None:  # kept responses are no conversation state
         raise RequestError(
             400,
             f"Previous response with id '{body['previous_response_id']}' not found.",
@@ -124,87 +126,87 @@ def _check_input(raw: Any, continued: bool) -> None:
     if isinstance(raw, str):
         return
     if not isinstance(raw, list):
-        _wrong_type("input", "one of a string or array of input items", raw)
+        wrong_type("input", "one of a string or array of input items", raw)
     calls: set[str] = set()
     answered: set[str] = set()
     for i, item in enumerate(raw):
         at = f"input[{i}]"
         if not isinstance(item, dict):
-            _wrong_type(at, "an object", item)
+            wrong_type(at, "an object", item)
         kind = item.get("type", "message")  # a message may leave its type out
         if kind not in ITEM_TYPES:
-            _bad_value(f"{at}.type", kind, ITEM_TYPES)
+            bad_value(f"{at}.type", kind, ITEM_TYPES)
         if kind == "message":
             _check_message(item, at)
         elif kind in CALL_FIELDS:
             for key in CALL_FIELDS[kind]:
                 if key not in item:
-                    _missing(f"{at}.{key}")
+                    missing(f"{at}.{key}")
                 if key != "output" and not isinstance(item[key], str):
-                    _wrong_type(f"{at}.{key}", "a string", item[key])
+                    wrong_type(f"{at}.{key}", "a string", item[key])
             if kind == "function_call":
                 calls.add(item["call_id"])
                 continue
             if item["call_id"] not in calls and not continued:
-                _invalid(
+                invalid(
                     "input",
                     f"No tool call found for function call output with call_id {item['call_id']}.",
                     None,
                 )
             answered.add(item["call_id"])
     if unanswered := sorted(calls - answered):
-        _invalid("input", f"No tool output found for function call {unanswered[0]}.", None)
+        invalid("input", f"No tool output found for function call {unanswered[0]}.", None)
 
 
 def _check_message(item: Mapping[str, Any], at: str) -> None:
     role = item.get("role")
     if role is None:
-        _missing(f"{at}.role")
+        missing(f"{at}.role")
     if role not in ROLES:
-        _bad_value(f"{at}.role", role, ROLES)
+        bad_value(f"{at}.role", role, ROLES)
     if "content" not in item:
-        _missing(f"{at}.content")
+        missing(f"{at}.content")
     content = item["content"]
     if isinstance(content, str):
         return
     if not isinstance(content, list):
-        _wrong_type(f"{at}.content", "one of a string or array of input items", content)
+        wrong_type(f"{at}.content", "one of a string or array of input items", content)
     supported = OUTPUT_PARTS if role == "assistant" else INPUT_PARTS
     for j, part in enumerate(content):
         where = f"{at}.content[{j}]"
         if not isinstance(part, dict):
-            _wrong_type(where, "an object", part)
+            wrong_type(where, "an object", part)
         kind = part.get("type")
         if kind is None:
-            _missing(f"{where}.type")
+            missing(f"{where}.type")
         if kind not in supported:
-            _bad_value(f"{where}.type", kind, supported)
+            bad_value(f"{where}.type", kind, supported)
         field = {"input_text": "text", "output_text": "text", "refusal": "refusal"}.get(kind)
         if field is not None:
             if field not in part:
-                _missing(f"{where}.{field}")
+                missing(f"{where}.{field}")
             if not isinstance(part[field], str):
-                _wrong_type(f"{where}.{field}", "a string", part[field])
+                wrong_type(f"{where}.{field}", "a string", part[field])
 
 
 def _check_include(include: Any) -> None:
     if include is None:
         return
     if not isinstance(include, list):
-        _wrong_type("include", "an array", include)
+        wrong_type("include", "an array", include)
     for j, value in enumerate(include):
         if value not in INCLUDES:
-            _bad_value(f"include[{j}]", value, INCLUDES)
+            bad_value(f"include[{j}]", value, INCLUDES)
 
 
 def _check_reasoning(reasoning: Mapping[str, Any]) -> None:
     effort = reasoning.get("effort")
     if effort is not None and effort not in EFFORTS:
-        _bad_value("reasoning.effort", effort, EFFORTS)
+        bad_value("reasoning.effort", effort, EFFORTS)
     for key in ("summary", "generate_summary"):
         value = reasoning.get(key)
         if value is not None and value not in SUMMARIES:
-            _bad_value(f"reasoning.{key}", value, SUMMARIES)
+            bad_value(f"reasoning.{key}", value, SUMMARIES)
 
 
 def _check_text(body: Mapping[str, Any]) -> None:
@@ -212,22 +214,22 @@ def _check_text(body: Mapping[str, Any]) -> None:
     if fmt is None:
         return
     if not isinstance(fmt, dict):
-        _wrong_type("text.format", "an object", fmt)
+        wrong_type("text.format", "an object", fmt)
     kind = fmt.get("type")
     if kind is None:
-        _missing("text.format.type")
+        missing("text.format.type")
     if kind not in FORMATS:
-        _bad_value("text.format.type", kind, FORMATS)
+        bad_value("text.format.type", kind, FORMATS)
     if kind == "json_schema":
         for key in ("name", "schema"):
             if key not in fmt:
-                _missing(f"text.format.{key}")
+                missing(f"text.format.{key}")
         if not isinstance(fmt["schema"], dict):
-            _wrong_type("text.format.schema", "an object", fmt["schema"])
+            wrong_type("text.format.schema", "an object", fmt["schema"])
     texts = [body.get("instructions") or ""]
     texts += [message_text(item.get("content")) for item in input_items(body)]
     if kind == "json_object" and not any("json" in t.lower() for t in texts):
-        _invalid(
+        invalid(
             "input",
             "Response input messages must contain the word 'json' in some form to use "
             "'text.format' of type 'json_object'.",
@@ -241,22 +243,22 @@ def _check_tools(tools: Any) -> list[str]:
     if tools is None:
         return []
     if not isinstance(tools, list):
-        _wrong_type("tools", "an array", tools)
+        wrong_type("tools", "an array", tools)
     names = []
     for j, tool in enumerate(tools):
         where = f"tools[{j}]"
         if not isinstance(tool, dict):
-            _wrong_type(where, "an object", tool)
+            wrong_type(where, "an object", tool)
         if not isinstance(tool.get("type"), str):
-            _missing(f"{where}.type")
+            missing(f"{where}.type")
         if tool["type"] != "function":
             continue
         if "name" not in tool:  # the nested chat shape {"function": {...}} ends here
-            _missing(f"{where}.name")
+            missing(f"{where}.name")
         if not isinstance(tool["name"], str):
-            _wrong_type(f"{where}.name", "a string", tool["name"])
+            wrong_type(f"{where}.name", "a string", tool["name"])
         if tool.get("parameters") is not None and not isinstance(tool["parameters"], dict):
-            _wrong_type(f"{where}.parameters", "an object", tool["parameters"])
+            wrong_type(f"{where}.parameters", "an object", tool["parameters"])
         names.append(tool["name"])
     return names
 
@@ -266,23 +268,23 @@ def _check_tool_choice(choice: Any, names: list[str]) -> None:
         return
     if isinstance(choice, str):
         if choice not in ("none", "auto", "required"):
-            _bad_value("tool_choice", choice, ("none", "auto", "required"))
+            bad_value("tool_choice", choice, ("none", "auto", "required"))
         if choice == "required" and not names:
             _no_tools()
         return
     if not isinstance(choice, dict):
-        _wrong_type("tool_choice", "one of a string or object", choice)
+        wrong_type("tool_choice", "one of a string or object", choice)
     kind = choice.get("type")
     if kind is None:
-        _missing("tool_choice.type")
+        missing("tool_choice.type")
     if kind != "function":  # allowed_tools, a hosted tool type: not checked further
         return
     if "name" not in choice:
-        _missing("tool_choice.name")
+        missing("tool_choice.name")
     if not names:
         _no_tools()
     if choice["name"] not in names:
-        _invalid(
+        invalid(
             "tool_choice",
             f"Invalid value for 'tool_choice': function '{choice['name']}' is not one of the "
             "given 'tools'.",
@@ -290,7 +292,7 @@ def _check_tool_choice(choice: Any, names: list[str]) -> None:
 
 
 def _no_tools() -> NoReturn:
-    _invalid(
+    invalid(
         "tool_choice",
         "Invalid value for 'tool_choice': 'tool_choice' is only allowed when 'tools' are "
         "specified.",

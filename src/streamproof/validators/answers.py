@@ -10,8 +10,8 @@ what they captured and call :func:`judge`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from typing import Any, Final, Literal
 
@@ -56,7 +56,9 @@ class Answer:
     ``stream: false`` request) or ``error`` (a request that must be refused, with
     ``expect_status``; any 4xx when empty). ``wire``: the decoder's and the transport's
     findings. ``sdk_replay``: a function that replays the body through the official SDK and
-    returns its findings, or None when the body cannot be replayed (not kept whole)."""
+    returns its findings, or None when the body cannot be replayed (not kept whole).
+    ``resumed``: for a stream fetched again after a sequence number (a Responses replay), a
+    function that compares it with the stream it replays (``responses_resume.py``)."""
 
     api: str
     kind: Literal["stream", "json", "error"]
@@ -71,6 +73,7 @@ class Answer:
     expect_status: tuple[int, ...] = ()
     model: StreamModel | None = None
     sdk_replay: Any = None
+    resumed: Callable[[], list[Finding]] | None = None
     findings: list[Finding] = field(default_factory=list)
     checked: set[str] = field(default_factory=set)
     crashes: list[str] = field(default_factory=list)
@@ -190,13 +193,17 @@ def request_id(a: Answer) -> bool:
 # -- what the decoder and the transport saw -------------------------------------------------
 
 
-def _wire(rule: str, transport: bool) -> None:
+def _wire(rule: str, transport: bool, seen_as: str = "") -> None:
     """Register the check that reports the decoder's (or the transport's) findings of
     ``rule``: they are observed where the bytes are read, judged here. A wire rule is
-    checked on a 2xx stream (its body was decoded); a transport rule on every exchange."""
+    checked on a 2xx stream (its body was decoded); a transport rule on every exchange.
+    ``seen_as``: the decoder's name for a fact that is a rule of one API only (the decoder
+    knows no API)."""
+    seen = seen_as or rule
 
     def adopt(a: Answer) -> bool:
-        a.findings += at_api_level((f for f in a.wire if f.rule == rule), a.api)
+        found = (replace(f, rule=rule) for f in a.wire if f.rule == seen)
+        a.findings += at_api_level(found, a.api)
         return transport or (a.kind == "stream" and a.ok)
 
     adopt.__qualname__ = adopt.__name__ = rule.replace(".", "_").replace("-", "_")
@@ -213,6 +220,7 @@ for _rule in (
     "sse.max-event",
 ):
     _wire(_rule, transport=False)
+_wire("responses.field-order", transport=False, seen_as="sse.field-order")
 for _rule in (
     "transport.connect",
     "transport.first-byte",

@@ -49,6 +49,7 @@ CHECK_MODULES: Final = (
     "responses_framing",
     "responses_items",
     "responses_final",
+    "responses_resume",
 )
 
 Hook = Callable[..., Any]

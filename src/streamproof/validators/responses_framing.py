@@ -138,7 +138,8 @@ def seq_dense(s: M, at: Event, seq: Any) -> None:
     if type(seq) is not int:
         return
     if last is None:
-        s.flag("responses.seq-dense", "start", at, f"the first sequence_number is {seq}, not 0")
+        if s.after is None:  # a replay's start is responses.resume's to judge
+            s.flag("responses.seq-dense", "start", at, f"the first sequence_number is {seq}, not 0")
     elif seq > last + 1:
         s.flag(
             "responses.seq-dense",
@@ -148,9 +149,10 @@ def seq_dense(s: M, at: Event, seq: Any) -> None:
         )
 
 
-@check("responses.created-first", when=_ran)
+@check("responses.created-first", when=lambda s: _ran(s) and s.after is None)
 class CreatedFirst:
-    """The first event is response.created (a valid error event may come first)."""
+    """The first event is response.created (a valid error event may come first); a replay
+    after a sequence number (``after``) owes none."""
 
     def early(s: M, at: Event, kind_: str) -> None:
         s.flag(
@@ -166,7 +168,7 @@ class CreatedFirst:
             s.flag("responses.created-first", "again", at, "a second response.created")
 
     def end(s: M, at: None, _: None) -> None:
-        if not s.truncated and not s.created and not s.early and not s.clean_error:
+        if s.after is None and not (s.truncated or s.created or s.early or s.clean_error):
             s.flag(
                 "responses.created-first",
                 "none",

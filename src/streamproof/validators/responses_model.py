@@ -64,6 +64,9 @@ Decisions worth knowing:
   others are ``misfit`` and join nothing.
 * ``sequence_number``: one finding per irregularity, then the count restarts from the value
   seen (a gap is one finding, not one per later event).
+* A replay (a background stream fetched again after sequence number N, ``replaying_after``)
+  owes no response.created and counts from N + 1; where it starts is ``responses.resume``'s
+  to judge (``responses_resume.py``), not ``created-first``'s or ``seq-dense``'s.
 """
 
 from __future__ import annotations
@@ -230,10 +233,10 @@ class ResponsesModel(StreamModel):
     """Model of one OpenAI Responses stream; rebuilds the response (``message()``)."""
 
     __slots__ = (
-        "_handlers", "clean_error", "created", "early", "final", "in_progress", "item_list",
-        "items", "last_seq", "next_seq", "phase", "reasoning_deltas", "response",
+        "_handlers", "after", "clean_error", "created", "early", "final", "in_progress",
+        "item_list", "items", "last_seq", "next_seq", "phase", "reasoning_deltas", "response",
         "status", "terminal",
-    )  # fmt: skip  # fmt: skip
+    )  # fmt: skip
     api = _API
     TRANSITIONS = frozenset(
         {
@@ -267,6 +270,7 @@ class ResponsesModel(StreamModel):
         self.reasoning_deltas = 0  # non-empty reasoning summary / text deltas
         self.last_seq: int | None = None
         self.next_seq = 0
+        self.after: int | None = None  # a replay of the events after this sequence number
         self._handlers = {
             "response.output_item.added": self._item_added,
             "response.output_item.done": self._item_done,
@@ -280,6 +284,12 @@ class ResponsesModel(StreamModel):
             **dict.fromkeys(DELTAS, self._delta),
             **dict.fromkeys(DONES, self._text_done),
         }
+
+    def replaying_after(self, seq: int) -> None:
+        """The stream is a replay of the events after sequence number ``seq`` (a resumed
+        background stream): it owes no response.created and counts on from ``seq`` + 1."""
+        self.after = seq
+        self.next_seq = seq + 1
 
     @property
     def ended_by_error(self) -> bool:
@@ -344,7 +354,7 @@ class ResponsesModel(StreamModel):
             return
         if phase == BEFORE:
             self.phase = BODY
-            if kind != "response.created" and kind != "error":
+            if kind != "response.created" and kind != "error" and self.after is None:
                 self.early = True
                 self.emit("early", event, kind)
         handler = self._handlers.get(kind)

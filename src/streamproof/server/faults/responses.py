@@ -20,14 +20,18 @@ besides its own.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any, Final
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import orjson
 
-from ..endpoint import StreamInfo, dumps_with_raw
+from ..endpoint import Context, Request, StreamInfo, dumps_with_raw
 from ..openai_responses import Raw, renumbered
-from .base import ChunkEdit, Fault
+from ..send import EVENT, Frame
+from ..timing import Timing
+from .base import ChunkEdit, Fault, RequestEdit
 from .hostile import HOSTILE_FAULTS
 from .leak import leak_in_reply, leak_text, remember_key
 from .responses_items import (
@@ -107,6 +111,16 @@ def _short_names(items: Items, info: StreamInfo) -> Items:
 
 def _done_after_terminal(items: Items, info: StreamInfo) -> Items:
     return [*items, b"[DONE]"]
+
+
+def _data_first(frames: list[Frame], timing: Timing) -> list[Frame]:
+    """Every event's data: line before its event: line, as Amazon Bedrock sends them."""
+
+    def swapped(data: bytes) -> bytes:
+        name, _, rest = data.partition(b"\n")  # rest: b"data: ...\n\n"
+        return rest[:-1] + name + b"\n\n" if name.startswith(b"event:") else data
+
+    return [f._replace(data=swapped(f.data)) if f.kind == EVENT else f for f in frames]
 
 
 def _unknown_event(items: Items, info: StreamInfo) -> Items:
@@ -296,6 +310,32 @@ def _leak_key(items: Items, info: StreamInfo) -> Items:
     return _after_error(items, _error(message), rest=False, failed=message)
 
 
+# -- resuming a background stream ---------------------------------------------------------------
+
+Query = list[tuple[str, str]]
+
+
+def _on_query(edit: Callable[[Query], Query]) -> RequestEdit:
+    """A request edit of a GET's query (a stored response fetched again)."""
+
+    def request(req: Request, ctx: Context) -> Request:
+        if req.method != "GET":
+            return req
+        parts = urlsplit(req.target)
+        query = urlencode(edit(parse_qsl(parts.query)))
+        return replace(req, target=urlunsplit(parts._replace(query=query)))
+
+    return request
+
+
+def _from_start(query: Query) -> Query:
+    return [(k, v) for k, v in query if k != "starting_after"]
+
+
+def _one_later(query: Query) -> Query:
+    return [(k, str(int(v) + 1) if k == "starting_after" else v) for k, v in query]
+
+
 # -- encoding ----------------------------------------------------------------------------------
 
 
@@ -323,6 +363,9 @@ def _faults() -> tuple[Fault, ...]:
         Fault("event-name-mismatch", "responses", ("responses.event-name-match",), "plain",
               "text deltas go out as event: delta (the SDK reads the JSON type; clients that "
               "route by event name misroute them)", chunks=_short_names),
+        Fault("data-first", "responses", ("responses.field-order",), "plain",
+              "every event's data: line before its event: line (legal; INFO, as Bedrock "
+              "sends them)", frames=_data_first),
         Fault("done-after-terminal", "responses", ("responses.no-done",), "plain",
               "data: [DONE] after response.completed (SHOULD)", chunks=_done_after_terminal),
         Fault("unknown-event", "responses", ("responses.unknown-event",), "plain",
@@ -421,6 +464,13 @@ def _faults() -> tuple[Fault, ...]:
               "error event and response.failed (as given, URL-encoded, base64; JSON-escaped on "
               "the wire): nothing the suite writes may hold it (as midstream-error)",
               request=remember_key, chunks=_leak_key, reply=leak_in_reply),
+        # resuming
+        Fault("resume-from-start", "responses", ("responses.resume",), "resume",
+              "a background stream fetched again with starting_after is replayed from its "
+              "start, response.created included (INFO)", request=_on_query(_from_start)),
+        Fault("resume-one-late", "responses", ("responses.resume",), "resume",
+              "a background stream fetched again with starting_after=N is replayed from N+2: "
+              "one event lost (INFO)", request=_on_query(_one_later)),
         # encoding
         Fault("invalid-utf8", "responses", ("sse.utf8", "sdk.responses-accumulate"), "plain",
               "a text delta's obfuscation padding holds the byte 0xFF (the SDK's strict decode "
