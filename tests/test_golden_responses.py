@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+import orjson
 import pytest
 
 from streamproof.capture import Capture, EventKeeper, load_transcript
@@ -185,6 +186,39 @@ def test_data_before_event_lines_is_told_once(tmp_path: Path) -> None:
 
     assert found(swapped) - found(golden) == {("responses.field-order", "INFO", 0)}
     assert found(golden) <= found(swapped)
+
+
+def _final_item_edited(edit) -> set[tuple[str, str]]:
+    """The function-call recording with its final output item edited (``edit(item)``)."""
+    golden = GOLDEN / "responses" / "openai_gpt5_hidden_reasoning_then_function_call.sse"
+    events = golden.read_bytes().rstrip(b"\n").split(b"\n\n")
+    name, _, data = events[-1].partition(b"\ndata: ")
+    final = orjson.loads(data)
+    final["response"]["output"] = [edit(o) for o in final["response"]["output"]]
+    body = b"\n\n".join([*events[:-1], name + b"\ndata: " + orjson.dumps(final)]) + b"\n\n"
+    found = {(f.rule, f.level) for f in validate(body).findings}
+    return found - EXPECTED[golden.name]
+
+
+def _call(edit):
+    return lambda o: edit(o) if o["type"] == "function_call" else o
+
+
+@pytest.mark.parametrize(
+    ("edit", "found"),
+    [
+        (_call(lambda o: {**o, "call_id": "call_other"}), {("responses.final-output", "MUST")}),
+        (_call(lambda o: {**o, "name": "get_time"}), {("responses.final-output", "MUST")}),
+        (_call(lambda o: {**o, "status": "in_progress"}), {("responses.final-output", "SHOULD")}),
+        (_call(lambda o: {**o, "namespace": "tools"}), {("responses.final-output", "SHOULD")}),
+        # reasoning re-encrypted in the final output (as OpenAI does): nothing to tell
+        (lambda o: {**o, "encrypted_content": "gAAAAB"} if o["type"] == "reasoning" else o,
+         set()),
+    ],
+    ids=["call_id", "name", "status", "extra-key", "re-encrypted"],
+)  # fmt: skip
+def test_the_final_item_must_hold_what_its_done_event_held(edit, found) -> None:
+    assert _final_item_edited(edit) == found
 
 
 def test_done_after_the_terminal_event_warns() -> None:

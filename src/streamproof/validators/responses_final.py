@@ -18,6 +18,14 @@ from .responses_model import ResponsesModel
 M = ResponsesModel
 _USAGE_KEYS: Final = ("input_tokens", "output_tokens", "total_tokens")
 _INCOMPLETE_REASONS: Final = ("max_output_tokens", "content_filter")
+# left out when a done item is compared with its final copy: what deltas stream (the join
+# rules compare it) and what legitimately changes between the two (reasoning re-encrypted,
+# logprobs rounded: shared/spec/openai-responses-streaming.md, real-world tolerance)
+_NOT_COMPARED: Final = frozenset(
+    {"text", "refusal", "arguments", "input", "code", "logprobs", "encrypted_content"}
+)
+# the fields a client acts on: another value in the final copy rebuilds another answer
+_ACTED_ON: Final = ("call_id", "name", "role")
 
 
 def _ended(kind_: str) -> Any:
@@ -26,8 +34,9 @@ def _ended(kind_: str) -> Any:
 
 @check("responses.final-output", on="terminal", when=lambda s: s.terminal is not None)
 def final_output(s: M, at: Event, response: dict[str, Any]) -> None:
-    """Every streamed item at its output_index with its id and type, and no other item (a
-    failed response's output may be empty)."""
+    """Every streamed item at its output_index with its id and type and what its
+    output_item.done held (:func:`_same_as_done`), and no other item (a failed response's
+    output may be empty)."""
     if s.terminal == "response.failed":
         return
     output = response.get("output")
@@ -59,6 +68,8 @@ def final_output(s: M, at: Event, response: dict[str, Any]) -> None:
                 f"the final output's item {item.index} is {short(got.get('type'))} "
                 f"{short(got.get('id'))}, but {item.describe()} {short(item.id)} streamed",
             )
+        elif item.done:  # (a done event without an item object is item-done's finding)
+            _same_as_done(s, at, item.index, item.done, got)
     if len(output) > len({i.index for i in streamed}):
         s.flag(
             "responses.final-output",
@@ -67,6 +78,39 @@ def final_output(s: M, at: Event, response: dict[str, Any]) -> None:
             f"the final output holds {len(output)} item(s), {len(streamed)} streamed: clients "
             "that followed the stream never saw the others",
         )
+
+
+def _same_as_done(s: M, at: Event, index: int, done: dict[str, Any], final: dict[str, Any]) -> None:
+    """The final copy of an item holds what its output_item.done held (a client that follows
+    the stream acts on the done item, get_final_response() returns the final one). A field a
+    client acts on is a failure; any other a warning."""
+    a, b = _compared(done), _compared(final)
+    if a == b:
+        return
+    keys = sorted(k for k in a.keys() | b.keys() if a.get(k) != b.get(k))
+    acted = [k for k in keys if k in _ACTED_ON]
+    shown = "; ".join(f"{k} {_value(a, k)} → {_value(b, k)}" for k in keys[:3])
+    more = f"; and {len(keys) - 3} more field(s)" if len(keys) > 3 else ""
+    s.flag(
+        "responses.final-output",
+        ("content", index),
+        at,
+        f"the final output's item {index} differs from its output_item.done (done → "
+        f"final): {shown}{more}" + ("" if acted else " (no field a client acts on)"),
+        level_as=None if acted else "SHOULD",
+    )
+
+
+def _value(obj: dict[str, Any], key: str) -> str:
+    return short(obj[key], 50) if key in obj else "absent"
+
+
+def _compared(value: Any) -> Any:
+    if type(value) is dict:
+        return {k: _compared(v) for k, v in value.items() if k not in _NOT_COMPARED}
+    if type(value) is list:
+        return [_compared(v) for v in value]
+    return value
 
 
 def _usage_problems(usage: Any) -> tuple[list[str], list[str]]:

@@ -210,6 +210,17 @@ def _final_without_message(response: dict[str, Any]) -> dict[str, Any]:
     return {**response, "output": output}
 
 
+def _final_items(edit: Any) -> Any:
+    """A response edit of every final output item (``edit(item)``)."""
+    return lambda r: {**r, "output": [edit(o) for o in r.get("output") or []]}
+
+
+def _other_call_id(item: dict[str, Any]) -> dict[str, Any]:
+    if item.get("type") != "function_call":
+        return item
+    return {**item, "call_id": str(item.get("call_id")) + "x"}
+
+
 def _usage_edit(response: dict[str, Any], **fields: int) -> dict[str, Any]:
     usage = response.get("usage")
     return response if not isinstance(usage, dict) else {**response, "usage": {**usage, **fields}}
@@ -411,6 +422,15 @@ def _faults() -> tuple[Fault, ...]:
               "sdk.responses-accumulate"), "plain", "response.completed's output lacks the "
               "streamed message (the SDK returns that empty output)",
               chunks=_on_response(_final_without_message)),
+        Fault("final-call-id-changes", "responses", ("responses.final-output",
+              "sdk.responses-accumulate"), "tool", "the final output's function call has "
+              "another call_id than its output_item.done (the SDK returns that one; a client "
+              "that followed the stream answers the other)",
+              chunks=_on_response(_final_items(_other_call_id))),
+        Fault("final-item-status", "responses", ("responses.final-output",), "plain",
+              "the final output's message says status in_progress, its output_item.done "
+              "completed (SHOULD: no field a client acts on)", weaker=("responses.final-output",),
+              chunks=_on_response(_final_items(lambda o: {**o, "status": "in_progress"}))),
         Fault("completed-no-usage", "responses", ("responses.completed-shape",), "plain",
               "response.completed has usage null", chunks=_on_response(
                   lambda r: {**r, "usage": None}, ("response.completed",))),
