@@ -50,20 +50,22 @@ def _openai_final(cap: Capture, request: Mapping[str, Any]) -> Any:
     The snapshot is read rather than ``get_final_completion()``, which raises on a
     ``length`` finish by design (it wants to parse structured output).
     """
-    import openai
-
     kwargs = {k: v for k, v in request.items() if k != "stream"}
     with httpx2.Client(transport=_transport(cap)) as http:
-        client = openai.OpenAI(
-            api_key=_REPLAY_KEY,
-            base_url="http://replay.invalid/v1",
-            http_client=http,
-            max_retries=0,
-        )
+        client = _openai_client(http)
         with client.chat.completions.stream(**kwargs) as stream:
             for _ in stream:
                 pass
             return stream.current_completion_snapshot
+
+
+def _openai_client(http: httpx2.Client) -> Any:
+    """The official openai client, reading the captured body from ``http``."""
+    import openai
+
+    return openai.OpenAI(
+        api_key=_REPLAY_KEY, base_url="http://replay.invalid/v1", http_client=http, max_retries=0
+    )
 
 
 def openai_normalized(final: Any) -> dict[str, Any]:
@@ -191,16 +193,9 @@ def _responses_final(cap: Capture, request: Mapping[str, Any]) -> Any:
     ``get_final_response()`` after response.completed; the response of the terminal event it
     yields after response.incomplete or .failed (where ``get_final_response()`` raises by
     design)."""
-    import openai
-
     kwargs = {k: v for k, v in request.items() if k != "stream"}
     with httpx2.Client(transport=_transport(cap)) as http:
-        client = openai.OpenAI(
-            api_key=_REPLAY_KEY,
-            base_url="http://replay.invalid/v1",
-            http_client=http,
-            max_retries=0,
-        )
+        client = _openai_client(http)
         # the SDK's own re-serialisation warns on item types its unions do not know
         with warnings.catch_warnings(), client.responses.stream(**kwargs) as stream:
             warnings.simplefilter("ignore")

@@ -30,6 +30,7 @@ __all__ = [
     "json_body",
     "mentions_json",
     "missing",
+    "one_of",
     "wrong_type",
 ]
 
@@ -143,6 +144,17 @@ def invalid(param: str, message: str, code: str | None = "invalid_value") -> NoR
     raise RequestError(400, message, param=param, code=code)
 
 
+def one_of(obj: Mapping[str, Any], key: str, at: str, supported: tuple[str, ...]) -> Any:
+    """``obj[key]``, refused as the API refuses it unless it is one of ``supported`` (``at``:
+    the parameter path of ``obj``)."""
+    value = obj.get(key)
+    if value is None:
+        missing(f"{at}.{key}")
+    if value not in supported:
+        bad_value(f"{at}.{key}", value, supported)
+    return value
+
+
 # -- the parts ---------------------------------------------------------------------------------
 
 
@@ -162,11 +174,7 @@ def _check_messages(messages: Any) -> None:
         at = f"messages[{i}]"
         if not isinstance(message, dict):
             wrong_type(at, "an object", message)
-        role = message.get("role")
-        if role is None:
-            missing(f"{at}.role")
-        if role not in ROLES:
-            bad_value(f"{at}.role", role, ROLES)
+        role = one_of(message, "role", at, ROLES)
         if pending and role != "tool":
             _check_answered(pending, answered, i)
             pending = []

@@ -27,6 +27,7 @@ from .openai_request import (
     invalid,
     json_body,
     missing,
+    one_of,
     wrong_type,
 )
 from .text import message_text
@@ -159,11 +160,7 @@ def _check_input(raw: Any, continued: bool) -> None:
 
 
 def _check_message(item: Mapping[str, Any], at: str) -> None:
-    role = item.get("role")
-    if role is None:
-        missing(f"{at}.role")
-    if role not in ROLES:
-        bad_value(f"{at}.role", role, ROLES)
+    role = one_of(item, "role", at, ROLES)
     if "content" not in item:
         missing(f"{at}.content")
     content = item["content"]
@@ -176,11 +173,7 @@ def _check_message(item: Mapping[str, Any], at: str) -> None:
         where = f"{at}.content[{j}]"
         if not isinstance(part, dict):
             wrong_type(where, "an object", part)
-        kind = part.get("type")
-        if kind is None:
-            missing(f"{where}.type")
-        if kind not in supported:
-            bad_value(f"{where}.type", kind, supported)
+        kind = one_of(part, "type", where, supported)
         field = {"input_text": "text", "output_text": "text", "refusal": "refusal"}.get(kind)
         if field is not None:
             if field not in part:
@@ -215,11 +208,7 @@ def _check_text(body: Mapping[str, Any]) -> None:
         return
     if not isinstance(fmt, dict):
         wrong_type("text.format", "an object", fmt)
-    kind = fmt.get("type")
-    if kind is None:
-        missing("text.format.type")
-    if kind not in FORMATS:
-        bad_value("text.format.type", kind, FORMATS)
+    kind = one_of(fmt, "type", "text.format", FORMATS)
     if kind == "json_schema":
         for key in ("name", "schema"):
             if key not in fmt:

@@ -452,11 +452,9 @@ class ResponsesModel(StreamModel):
         item = self._item(obj, event)
         if item is None:
             return
-        summary = kind == "response.reasoning_summary_part.added"
-        index = obj.get("summary_index" if summary else "content_index")
+        index, parts = _indexed(item, obj, kind == "response.reasoning_summary_part.added")
         part = Part(index, obj.get("part"))
         self.emit("part_added", event, (item, part))
-        parts = item.summary if summary else item.parts
         if type(index) is int and index not in parts:
             parts[index] = part
 
@@ -464,9 +462,8 @@ class ResponsesModel(StreamModel):
         item = self._item(obj, event)
         if item is None:
             return
-        summary = kind == "response.reasoning_summary_part.done"
-        index = obj.get("summary_index" if summary else "content_index")
-        part = (item.summary if summary else item.parts).get(index) if type(index) is int else None
+        index, parts = _indexed(item, obj, kind == "response.reasoning_summary_part.done")
+        part = parts.get(index) if type(index) is int else None
         closed = obj.get("part")
         self.emit("part_done", event, (item, part, closed))
         if part is not None:
@@ -477,7 +474,7 @@ class ResponsesModel(StreamModel):
         owner, part_type, _ = PART_KINDS[family]
         if item.kind != owner:
             return None
-        if family == "summary":
+        if family == "summary":  # (_indexed inline: once a delta)
             index = obj.get("summary_index")
             part = item.summary.get(index) if type(index) is int else None
         else:
@@ -582,6 +579,14 @@ class ResponsesModel(StreamModel):
             if usage is None
             else {k: usage.get(k) for k in ("input_tokens", "output_tokens", "total_tokens")},
         }
+
+
+def _indexed(item: Item, obj: dict[str, Any], summary: bool) -> tuple[Any, dict[int, Part]]:
+    """The part index an event names and the parts it indexes: the item's reasoning summary
+    parts (``summary_index``) or its content parts (``content_index``)."""
+    if summary:
+        return obj.get("summary_index"), item.summary
+    return obj.get("content_index"), item.parts
 
 
 def _str_or_none(value: Any) -> str | None:
